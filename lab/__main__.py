@@ -1,0 +1,5 @@
+"""`python -m lab` runs the CLI."""
+
+from lab.cli import run
+
+run()

@@ -1,0 +1,61 @@
+"""The `lab` command line: a thin typer app with one module per command group."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+import typer.exceptions
+
+from lab.errors import LabError
+
+app = typer.Typer(
+    name="lab",
+    help="Hailo fleet test lab: provision nodes, run scenarios, report whether degradation reproduces.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error.")) -> None:
+    """Hailo fleet test lab."""
+    _state["debug"] = debug
+
+
+def _register() -> None:
+    """Attach every command group; each module adds its own commands to `app`."""
+    from lab.cli import fleet  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app behind the one error boundary of the CLI."""
+    _register()
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="lab")
+    except LabError as exc:
+        if debug:
+            raise
+        print(f"lab: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except (click.ClickException, typer.exceptions.TyperException) as exc:
+        # typer >= 0.20 vendors click: its usage errors are TyperExceptions, not click's.
+        exc.show() if hasattr(exc, "show") else print(f"lab: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (click.exceptions.Abort, typer.Abort):
+        print("lab: aborted", file=sys.stderr)
+        return 1
+    # With standalone_mode=False, click returns (not raises) the code of a `typer.Exit(code)`.
+    return result if type(result) is int else 0
+
+
+def run() -> None:
+    """Console-script wrapper that exits with main()'s status."""
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""`lab fleet`: bring the virtual fleet up and down, show its state, inject faults."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from lab.cli import app
+from lab.virtual.fleet import FAULTS, Fleet, status_dicts
+
+fleet_app = typer.Typer(help="The virtual fleet: Debian Trixie nodes in systemd-nspawn on 127.77.0.N.", no_args_is_help=True)
+app.add_typer(fleet_app, name="fleet")
+
+
+def _say(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+@fleet_app.command("up")
+def up(
+    nodes: int = typer.Option(None, "--nodes", "-n", help="Number of nodes (default: the profile's, else 4)."),
+    profile: Path = typer.Option(None, "--profile", help="Fleet profile: per node, the unit's hardware."),
+    time_scale: float = typer.Option(1.0, "--time-scale", help="Emulated time runs this much faster (records stay nominal)."),
+    inventory: Path = typer.Option(Path("inventory/virtual.yml"), "--inventory-file", help="Where to write the inventory."),
+) -> None:
+    """Boot the virtual fleet and write its inventory.
+
+    Example:
+        lab fleet up --nodes 4 --profile profiles/mixed.yaml --time-scale 0.02
+    """
+    result = Fleet().up(nodes=nodes, profile=profile, time_scale=time_scale, inventory=inventory, log=_say)
+    typer.echo(f"{len(result['nodes'])} node(s) answer SSH after {result['seconds']} s; inventory: {result['inventory']}")
+
+
+@fleet_app.command("status")
+def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
+    """Show each node's name, address, state (running, frozen, down) and boot_id.
+
+    Example:
+        lab fleet status --json
+    """
+    statuses = Fleet().status()
+    if as_json:
+        typer.echo(json.dumps({"nodes": status_dicts(statuses)}, indent=2))
+        return
+    if not statuses:
+        typer.echo("no virtual fleet is up")
+        return
+    for s in statuses:
+        typer.echo(f"{s.name:<8} {s.address:<15} {s.state:<8} {s.boot_id or '-'}" + (f"  ({s.note})" if s.note else ""))
+
+
+@fleet_app.command("down")
+def down() -> None:
+    """Stop every node and remove every mount, process and file of the fleet.
+
+    Example:
+        lab fleet down
+    """
+    names = Fleet().down(log=_say)
+    typer.echo(f"stopped {len(names)} node(s)" if names else "no virtual fleet was up")
+
+
+@fleet_app.command("fault")
+def fault(
+    node: str = typer.Argument(..., help="Node name, e.g. node2."),
+    action: str = typer.Argument(..., help=f"One of: {', '.join(FAULTS)}."),
+) -> None:
+    """Inject a fault: freeze/thaw all its processes, power it down/up, make its next reboot hang.
+
+    Example:
+        lab fleet fault node2 hang-reboot
+    """
+    typer.echo(Fleet().fault(node, action))

@@ -1,0 +1,41 @@
+"""The Ansible inventory of a virtual fleet (inventory/virtual.yml)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from lab.virtual.node import REPO_MOUNT, write_atomic
+
+if TYPE_CHECKING:
+    from lab.virtual.fleet import Fleet
+
+HEADER = "# Written by `lab fleet up`; removed by `lab fleet down`. Do not edit.\n"
+
+
+def render(fleet_root: Path, key_file: Path, known_hosts: Path, meta: dict, addresses: dict[str, str]) -> dict:
+    """The inventory as data: group `virtual`, one host per node, connection and lab variables."""
+    group_vars = {
+        "ansible_user": "root",
+        "ansible_ssh_private_key_file": str(key_file),
+        # Host keys are verified against the fleet's own known_hosts file.
+        "ansible_ssh_common_args": f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes",
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "lab_time_scale": meta["time_scale"],
+        "lab_virtual": True,
+        "lab_fleet_dir": str(fleet_root),
+    }
+    if meta.get("repo"):
+        group_vars["lab_apt_repository"] = f"deb [trusted=yes] file:{REPO_MOUNT} ./"
+    hosts = {name: {"ansible_host": addr} for name, addr in addresses.items()}
+    return {"virtual": {"hosts": hosts, "vars": group_vars}}
+
+
+def write(path: Path, fleet: Fleet, meta: dict) -> None:
+    """Write the inventory file atomically."""
+    addresses = {name: fleet.address(i) for i, name in enumerate(meta["nodes"], start=1)}
+    data = render(fleet.root, fleet.key_file, fleet.known_hosts, meta, addresses)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, HEADER + yaml.safe_dump(data, sort_keys=False))

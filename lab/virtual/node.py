@@ -1,0 +1,182 @@
+"""One virtual node on disk: its overlay layers, identity, SSH host keys and control files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.errors import FleetError
+
+HW_MOUNT = "/lab/hw"  # where the unit's hardware description appears inside the node
+REPO_MOUNT = "/srv/lab-apt"  # where the lab's apt repository appears inside the node
+
+
+@dataclass(frozen=True)
+class NodeDir:
+    """Paths of one node's state under the fleet directory (data only, no I/O)."""
+
+    root: Path
+    name: str
+
+    @property
+    def upper(self) -> Path:
+        return self.root / "upper"
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def merged(self) -> Path:
+        return self.root / "merged"
+
+    @property
+    def hw(self) -> Path:
+        return self.root / "hw"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "node.json"
+
+    @property
+    def supervisor_pid(self) -> Path:
+        return self.root / "supervisor.pid"
+
+    @property
+    def nspawn_pid(self) -> Path:
+        return self.root / "nspawn.pid"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def desired(self) -> Path:
+        return self.root / "desired"
+
+    @property
+    def hang_flag(self) -> Path:
+        return self.root / "hang-reboot"
+
+    @property
+    def console_log(self) -> Path:
+        return self.root / "console.log"
+
+    @property
+    def host_pubkey(self) -> Path:
+        return self.upper / "etc/ssh/ssh_host_ed25519_key.pub"
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write a file through a temporary name and rename, so readers never see half of it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def prepare(nd: NodeDir, address: str, authorized_key: str, unit: dict, fleet_info: dict, config: dict) -> None:
+    """Create the node's upper layer once: hostname, machine-id, host keys, sshd address, root's key."""
+    for d in (nd.upper, nd.work, nd.merged, nd.hw):
+        d.mkdir(parents=True, exist_ok=True)
+    etc = nd.upper / "etc"
+    (etc / "ssh/sshd_config.d").mkdir(parents=True, exist_ok=True)
+    if not (etc / "machine-id").exists():
+        write_atomic(etc / "machine-id", uuid.uuid4().hex + "\n", 0o444)
+    write_atomic(etc / "hostname", nd.name + "\n")
+    write_atomic(
+        etc / "hosts",
+        f"127.0.0.1\tlocalhost\n{address}\t{nd.name}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+    )
+    key = etc / "ssh/ssh_host_ed25519_key"
+    if not key.exists():
+        proc = subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{nd.name}", "-f", str(key)],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise FleetError(f"ssh-keygen failed for {nd.name}: {proc.stderr.strip()}", hint="apt-get install openssh-client")
+    write_atomic(
+        etc / "ssh/sshd_config.d/lab.conf",
+        "# written by lab fleet up: this node listens on its own loopback address only\n"
+        f"ListenAddress {address}\n"
+        "HostKey /etc/ssh/ssh_host_ed25519_key\n"
+        "PermitRootLogin prohibit-password\n"
+        "PasswordAuthentication no\n"
+        "UseDNS no\n"
+        "MaxStartups 100:30:200\n"
+        "MaxSessions 64\n",
+    )
+    ssh_dir = nd.upper / "root/.ssh"
+    ssh_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(ssh_dir, 0o700)
+    write_atomic(ssh_dir / "authorized_keys", authorized_key.strip() + "\n", 0o600)
+    write_hw(nd, unit, fleet_info)
+    write_atomic(nd.config, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def write_hw(nd: NodeDir, unit: dict, fleet_info: dict) -> None:
+    """Write the unit's hardware and the fleet's settings, which the node sees read-only at /lab/hw."""
+    nd.hw.mkdir(parents=True, exist_ok=True)
+    write_atomic(nd.hw / "unit.json", json.dumps({"node": nd.name, **unit}, indent=2, sort_keys=True) + "\n")
+    write_atomic(nd.hw / "fleet.json", json.dumps(fleet_info, indent=2, sort_keys=True) + "\n")
+
+
+def read_text(path: Path) -> str | None:
+    """Content of a small control file, or None when it does not exist."""
+    try:
+        return path.read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def read_pid(path: Path) -> int | None:
+    """PID stored in a pid file, or None."""
+    text = read_text(path)
+    return int(text) if text and text.isdigit() else None
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this PID exists (zombies count as gone)."""
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def cmdline(pid: int) -> list[str]:
+    """Command line of a process, [] if it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return [p.decode(errors="replace") for p in fh.read().split(b"\0") if p]
+    except OSError:
+        return []
+
+
+def container_init(nspawn_pid: int | None) -> int | None:
+    """PID (on the host) of the node's PID 1, the child of systemd-nspawn."""
+    if not pid_alive(nspawn_pid):
+        return None
+    try:
+        children = Path(f"/proc/{nspawn_pid}/task/{nspawn_pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+def boot_id(init_pid: int | None) -> str | None:
+    """The node's own boot_id, read through its PID 1's view of /proc."""
+    if not init_pid:
+        return None
+    return read_text(Path(f"/proc/{init_pid}/root/proc/sys/kernel/random/boot_id"))

@@ -1,0 +1,100 @@
+"""Shared fixtures: every write under tmp_path, and a real virtual fleet for integration tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lab.virtual.fleet import Fleet
+
+PROJECT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# Tests use their own addresses, so they never touch a fleet a person has up on 127.77.0.N.
+TEST_NET = "127.77.200"
+
+try:  # database fixtures live beside this file
+    from tests.db_fixtures import *  # noqa: F401,F403
+except ImportError:
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _writes_under_tmp(tmp_path, monkeypatch):
+    """Keep every relative write (lab.db, inventory/...) and the fleet state of a test under tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LAB_FLEET_DIR", str(tmp_path / "fleet"))
+    monkeypatch.setenv("LAB_FLEET_NET", "127.77.201")
+    monkeypatch.delenv("LAB_DB", raising=False)
+
+
+def fleet_available() -> str | None:
+    """Why a real fleet cannot run here, or None when it can."""
+    if os.geteuid() != 0:
+        return "needs root"
+    for tool in ("systemd-nspawn", "ssh-keygen"):
+        if shutil.which(tool) is None:
+            return f"needs {tool}"
+    return None
+
+
+def require_fleet() -> None:
+    """Skip where a fleet cannot run, except in CI, where that is a failure."""
+    reason = fleet_available()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the fleet tests, but: {reason}")
+        pytest.skip(reason)
+
+
+def ssh_cmd(fleet: Fleet, address: str, *remote: str, timeout: int = 5) -> subprocess.CompletedProcess:
+    """Run a command on a node over real SSH with the fleet's key and known_hosts."""
+    return subprocess.run(
+        ["ssh", "-i", str(fleet.key_file), "-o", f"UserKnownHostsFile={fleet.known_hosts}",
+         "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout}",
+         "-o", "ControlMaster=no", f"root@{address}", *remote],
+        capture_output=True, text=True, timeout=timeout + 10,
+    )
+
+
+def fleet_leftovers(fleet: Fleet, machine_prefix: str) -> list[str]:
+    """Mounts, processes and files of a fleet that still exist (empty when it is fully gone)."""
+    left = [line for line in Path("/proc/self/mounts").read_text().splitlines() if str(fleet.root) in line]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if machine_prefix in cmd or (str(fleet.root) in cmd and "supervisor" in cmd):
+            left.append(f"process {pid}: {cmd}")
+    if fleet.root.exists():
+        left.append(f"directory {fleet.root}")
+    return left
+
+
+@pytest.fixture(scope="module")
+def fleet3(tmp_path_factory):
+    """A real 3-node virtual fleet (module scope), torn down and checked for leftovers afterwards."""
+    require_fleet()
+    base = tmp_path_factory.mktemp("fleet3")
+    fleet = Fleet(root=base / "fleet", net=TEST_NET)
+    inventory = base / "inventory" / "virtual.yml"
+    fleet.up(nodes=3, inventory=inventory, time_scale=0.02)
+    fleet.inventory = inventory
+    prefix = f"lab-{fleet.meta()['id']}-"
+    try:
+        yield fleet
+    finally:
+        fleet.down()
+        assert fleet_leftovers(fleet, prefix) == []
+        assert not inventory.exists()
+
+
+def port_free(address: str, port: int = 22) -> bool:
+    """Whether nothing listens on address:port."""
+    with socket.socket() as sock:
+        return sock.connect_ex((address, port)) != 0
