@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
+
 import typer.main
 
 from lab.cli import _register, app, main
@@ -18,7 +18,7 @@ def commands():
     root = typer.main.get_command(app)
 
     def walk(cmd, path):
-        if isinstance(cmd, click.Group):
+        if hasattr(cmd, "commands"):  # a group (typer carries its own copy of click)
             for name, sub in cmd.commands.items():
                 yield from walk(sub, path + [name])
         else:
