@@ -9,8 +9,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from lab.virtual.fleet import Fleet
+
+# No example database: property tests leave nothing behind in the project.
+settings.register_profile("lab", database=None)
+settings.load_profile("lab")
 
 PROJECT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
