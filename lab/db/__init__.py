@@ -1,0 +1,1 @@
+"""The results database: SQLAlchemy models, sessions, idempotent ingest and Alembic migrations."""

@@ -1,0 +1,200 @@
+"""Writing results: idempotent bulk ingest of agent records, and get-or-create of units, stacks, artifacts."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from lab.db.models import Artifact, Phase, Sample, Stack, Unit
+from lab.errors import AgentError
+
+# Agent record key -> sample column. Keys not listed (except `phase` and `kind`) are kept in `extra`.
+RECORD_KEYS = {
+    "seq": "seq", "ts": "ts", "step": "step", "step_index": "step_index",
+    "run_index": "run_index", "run": "run_index",
+    "fps": "fps", "temp": "temp", "temp_mean": "temp", "temp_min": "temp_min", "temp_max": "temp_max",
+    "configure_count": "configure_count", "configures": "configure_count",
+    "boot_id": "boot_id", "uptime": "uptime", "throttled": "throttled", "error": "error", "nominal_s": "nominal_s",
+}
+_FLOATS = {"fps", "temp", "temp_min", "temp_max", "uptime", "nominal_s"}
+_INTS = {"seq", "step_index", "run_index", "configure_count"}
+_STRINGS = {"step", "boot_id", "throttled", "error"}
+_CHUNK = 200  # rows per INSERT: far below SQLite's and PostgreSQL's bound-parameter limits
+
+
+def parse_ts(value: Any) -> datetime:
+    """A record timestamp (ISO 8601 text or Unix seconds) as aware UTC."""
+    if isinstance(value, bool):
+        raise ValueError("a timestamp cannot be true/false")
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        parsed = datetime.fromisoformat(str(value))
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def sample_row(record: Mapping[str, Any], run_id: int, phase_id: int | None = None) -> dict[str, Any]:
+    """One agent record as a `sample` row; raises ValueError naming the bad key."""
+    row: dict[str, Any] = {"run_id": run_id, "phase_id": phase_id}
+    extra: dict[str, Any] = {}
+    for key, value in record.items():
+        column = RECORD_KEYS.get(key)
+        if key == "phase":
+            continue
+        if column is None:
+            extra[key] = value
+            continue
+        try:
+            row[column] = _convert(column, value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"{key}={value!r}: {exc}") from None
+    for required in ("seq", "ts", "step"):
+        if row.get(required) is None:
+            raise ValueError(f"no '{required}'")
+    row["extra"] = extra or None
+    return row
+
+
+def _convert(column: str, value: Any) -> Any:
+    """Coerce one value to its column's type (non-finite numbers become NULL)."""
+    if value is None:
+        return None
+    if column == "ts":
+        return parse_ts(value)
+    if column in _FLOATS:
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if column in _INTS:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError("not a whole number")
+        return int(value)
+    return str(value)
+
+
+def ingest_samples(session: Session, run_id: int, records: Iterable[Mapping[str, Any]],
+                   phase_id: int | None = None) -> int:
+    """Insert agent records for one run, skipping any (run, seq) already stored; returns rows added.
+
+    Takes the agent's whole record stream and keeps every record (samples, events, identity,
+    phase_start/phase_end: the node's file is the source of truth); a record's `kind` stays in
+    `extra`, and a record without `step` is filed under its kind. A record's `phase` (a phase
+    name) selects its phase when `phase_id` is not given.
+    Uses INSERT .. ON CONFLICT DO NOTHING on SQLite and PostgreSQL, so ingesting the same
+    file twice, or concurrently, never duplicates a sample.
+    """
+    phases: dict[str, int] | None = None
+    rows = []
+    for i, record in enumerate(records):
+        if record.get("step") is None and record.get("kind"):
+            record = {**record, "step": record["kind"]}
+        pid = phase_id
+        if pid is None and record.get("phase") is not None:
+            if phases is None:
+                phases = dict(session.execute(select(Phase.name, Phase.id).where(Phase.run_id == run_id)).all())
+            pid = phases.get(str(record["phase"]))
+        try:
+            rows.append(sample_row(record, run_id, pid))
+        except ValueError as exc:
+            raise AgentError(f"unreadable sample record #{i + 1} (seq {record.get('seq')!r}): {exc}",
+                             where=f"run {run_id}", hint="the agent's records file is damaged") from None
+    added = 0
+    for start in range(0, len(rows), _CHUNK):
+        added += _insert_ignore(session, rows[start:start + _CHUNK])
+    return added
+
+
+def _insert_ignore(session: Session, rows: list[dict[str, Any]]) -> int:
+    """INSERT rows, ignoring those whose (run_id, seq) exists; returns how many were inserted."""
+    if not rows:
+        return 0
+    columns = set().union(*rows)
+    rows = [{c: r.get(c) for c in columns} for r in rows]  # multi-row VALUES needs the same keys
+    dialect = session.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        module = sqlite if dialect == "sqlite" else postgresql
+        stmt = module.insert(Sample).values(rows).on_conflict_do_nothing(index_elements=["run_id", "seq"])
+        return session.execute(stmt).rowcount
+    # Other databases: look first (not concurrency-safe, but lab supports only the two above).
+    seqs = {r["seq"] for r in rows}
+    have = set(session.scalars(select(Sample.seq).where(Sample.run_id == rows[0]["run_id"], Sample.seq.in_(seqs))))
+    fresh = list({r["seq"]: r for r in rows if r["seq"] not in have}.values())
+    if fresh:
+        session.execute(insert(Sample), fresh)
+    return len(fresh)
+
+
+def count_samples(session: Session, run_id: int) -> int:
+    """How many samples a run has."""
+    return session.scalar(select(func.count()).select_from(Sample).where(Sample.run_id == run_id)) or 0
+
+
+def unit_key(node: str, serial: str | None = None, soc_id: str | None = None) -> str:
+    """A unit's identity: its serial, else its SoC ID, else (Hailo-8 on 4.23 prints neither) its node."""
+    if serial:
+        return f"serial:{serial}"
+    if soc_id:
+        return f"soc:{soc_id}"
+    return f"node:{node}"
+
+
+def upsert_unit(session: Session, node: str, serial: str | None = None, soc_id: str | None = None,
+                chip: str | None = None, board: str | None = None) -> Unit:
+    """The unit with this identity, created or updated with what was just discovered."""
+    key = unit_key(node, serial, soc_id)
+    unit = session.scalar(select(Unit).where(Unit.key == key))
+    if unit is None:
+        unit = Unit(key=key, node=node)
+        session.add(unit)
+    unit.node = node
+    for name, value in (("serial", serial), ("soc_id", soc_id), ("chip", chip), ("board", board)):
+        if value:
+            setattr(unit, name, value)
+    session.flush()
+    return unit
+
+
+def get_or_create_stack(session: Session, name: str, hailort: str, driver: str, firmware: str,
+                        chip: str | None = None) -> Stack:
+    """The stack row for this name and version triple."""
+    stack = session.scalar(select(Stack).where(Stack.name == name, Stack.hailort == hailort,
+                                                Stack.driver == driver, Stack.firmware == firmware))
+    if stack is None:
+        stack = Stack(name=name, hailort=hailort, driver=driver, firmware=firmware, chip=chip)
+        session.add(stack)
+        session.flush()
+    return stack
+
+
+def store_artifact(session: Session, campaign_id: int, name: str, kind: str, *, data: bytes | None = None,
+                   path: str | Path | None = None, run_id: int | None = None, phase_id: int | None = None,
+                   node: str | None = None) -> Artifact:
+    """Record an artifact given as bytes (kept in the database) or a file (kept by path); idempotent.
+
+    Storing the same content under the same name for the same run and phase returns the existing row.
+    """
+    if (data is None) == (path is None):
+        raise ValueError("give exactly one of data or path")
+    content = data if data is not None else Path(path).read_bytes()  # type: ignore[arg-type]
+    digest = hashlib.sha256(content).hexdigest()
+    existing = session.scalar(select(Artifact).where(
+        Artifact.campaign_id == campaign_id, Artifact.run_id.is_(None) if run_id is None else Artifact.run_id == run_id,
+        Artifact.phase_id.is_(None) if phase_id is None else Artifact.phase_id == phase_id,
+        Artifact.name == name, Artifact.sha256 == digest))
+    if existing is not None:
+        return existing
+    artifact = Artifact(campaign_id=campaign_id, run_id=run_id, phase_id=phase_id, node=node, name=name, kind=kind,
+                        sha256=digest, size=len(content), blob=data,
+                        path=str(path) if path is not None else None)
+    session.add(artifact)
+    session.flush()
+    return artifact

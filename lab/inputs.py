@@ -1,0 +1,74 @@
+"""Validate any lab input file (scenario, stack, virtual fleet profile), telling its kind from location or content."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.errors import ConfigError
+from lab.scenario import load_scenario
+from lab.stack import load_stack
+from lab.yamlload import Document, load_yaml, show
+
+KINDS = ("scenario", "stack", "profile")
+_FOLDERS = {"scenarios": "scenario", "stacks": "stack", "profiles": "profile"}
+_KEYS = {
+    "scenario": {"phases", "matrix", "reboot_timeout"},
+    "stack": {"chip", "hailort", "driver", "firmware", "source", "hold"},
+    "profile": {"nodes", "defaults"},
+}
+PROFILE_MODULE = "lab.virtual.profile"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of checking one file: its kind and name, or why it was skipped."""
+
+    path: Path
+    kind: str
+    name: str | None = None
+    skipped: str | None = None
+
+
+def detect_kind(path: Path, doc: Document) -> str | None:
+    """`scenario`, `stack` or `profile` from the file's folder, else its keys, else its name; None if unknown."""
+    by_folder = _FOLDERS.get(path.parent.name)
+    if by_folder:
+        return by_folder
+    if isinstance(doc.data, dict):
+        keys = set(doc.data)
+        for kind in KINDS:
+            if keys & _KEYS[kind]:
+                return kind
+    if "profile" in path.name:
+        return "profile"
+    return None
+
+
+def check_file(path: str | Path) -> CheckResult:
+    """Validate one scenario, stack or profile file without touching any node; raises ConfigError."""
+    path = Path(path)
+    _, doc = load_yaml(path)
+    kind = detect_kind(path, doc)
+    if kind is None:
+        if not isinstance(doc.data, dict):
+            what = f"the file must be a mapping of keys, got {show(doc.data)}"
+        else:
+            what = "cannot tell whether this is a scenario, a stack or a fleet profile"
+        raise ConfigError(what, where=doc.where(),
+                          hint="a scenario has 'matrix' and 'phases', a stack has 'chip' and 'source', "
+                               "a fleet profile has 'nodes'")
+    if kind == "scenario":
+        return CheckResult(path, kind, load_scenario(path).scenario.name)
+    if kind == "stack":
+        return CheckResult(path, kind, load_stack(path).name)
+    try:
+        spec = importlib.util.find_spec(PROFILE_MODULE)
+    except ModuleNotFoundError:
+        spec = None
+    if spec is None:
+        return CheckResult(path, kind, skipped=f"{PROFILE_MODULE} is not available, profile not checked")
+    profile = importlib.import_module(PROFILE_MODULE).load_profile(path)
+    return CheckResult(path, kind, getattr(profile, "name", None) or path.stem)
