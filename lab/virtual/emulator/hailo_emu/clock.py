@@ -1,0 +1,69 @@
+"""Nominal (virtual) time versus real time: sleeps shrink by the fleet's time scale, figures do not."""
+
+from __future__ import annotations
+
+import time
+
+from . import tables
+
+
+class Clock:
+    """Real monotonic time; `sleep` takes nominal seconds and sleeps them times the time scale."""
+
+    def __init__(self, time_scale: float = 1.0, grace: float = tables.IDLE_GRACE_S):
+        self.time_scale = float(time_scale)
+        self.grace = grace
+
+    def now(self) -> float:
+        """Real monotonic seconds (shared by every process on the host, so comparable across them)."""
+        return time.monotonic()
+
+    def sleep(self, nominal: float) -> None:
+        """Wait `nominal` seconds of virtual time."""
+        if nominal > 0 and self.time_scale > 0:
+            time.sleep(nominal * self.time_scale)
+
+    def sleep_until(self, real_deadline: float) -> None:
+        """Wait until the real monotonic clock reaches `real_deadline`."""
+        delay = real_deadline - self.now()
+        if delay > 0:
+            time.sleep(delay)
+
+    def idle_nominal(self, real_gap: float) -> float:
+        """Virtual seconds that a real gap between two device operations stands for.
+
+        The first `grace` real seconds count 1:1 (process start-up, which no time scale shrinks);
+        the rest is divided by the time scale. At time scale 0 no idle time passes at all.
+        """
+        if real_gap <= 0:
+            return 0.0
+        head = min(real_gap, self.grace)
+        tail = real_gap - head
+        if self.time_scale <= 0:
+            return head
+        return head + tail / self.time_scale
+
+
+class FakeClock(Clock):
+    """A clock that only moves when told to: deterministic emulation for tests and dry runs."""
+
+    def __init__(self, time_scale: float = 1.0, start: float = 1000.0, grace: float = tables.IDLE_GRACE_S):
+        super().__init__(time_scale, grace)
+        self.t = start
+
+    def now(self) -> float:
+        """The fake real time."""
+        return self.t
+
+    def sleep(self, nominal: float) -> None:
+        """Advance the fake real time by `nominal` times the time scale."""
+        if nominal > 0:
+            self.t += nominal * self.time_scale
+
+    def sleep_until(self, real_deadline: float) -> None:
+        """Jump to `real_deadline` when it is in the future."""
+        self.t = max(self.t, real_deadline)
+
+    def advance(self, real_seconds: float) -> None:
+        """Let `real_seconds` of fake real time pass (an idle gap)."""
+        self.t += real_seconds

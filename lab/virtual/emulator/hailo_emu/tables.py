@@ -1,0 +1,193 @@
+"""Data of the emulated devices: chips, unit defaults, the firmware leak table, calibration and models."""
+
+# Runs on the virtual node: standard library only, Python >= 3.9, relative imports only
+# (the package is copied under other names into the .deb packages).
+
+CHIPS = {
+    "hailo10h": {
+        "arch": "HAILO10H",
+        "pci_device": "45c4",
+        "module": "hailo1x_pci",
+        "driver": "hailo1x",
+        "family": 5,  # HailoRT major version line that drives this chip
+        "firmware_files": (
+            "hailo/hailo10h/customer_certificate.bin",
+            "hailo/hailo10h/scu_fw.bin",
+            "hailo/hailo10h/u-boot-{sku}.dtb.signed",
+            "hailo/hailo10h/u-boot-spl.bin",
+            "hailo/hailo10h/u-boot-tfa.itb",
+            "hailo/hailo10h/fitImage",
+            "hailo/hailo10h/image-fs",
+        ),
+        "firmware_version_file": "hailo/hailo10h/scu_fw.bin",
+    },
+    "hailo8": {
+        "arch": "HAILO8",
+        "pci_device": "2864",
+        "module": "hailo_pci",
+        "driver": "hailo",
+        "family": 4,
+        "firmware_files": ("hailo/hailo8_fw.bin", "hailo/hailo8_board_cfg.bin", "hailo/hailo8_fw_cfg.bin"),
+        "firmware_version_file": "hailo/hailo8_fw.bin",
+    },
+    "hailo8l": {
+        "arch": "HAILO8L",
+        "pci_device": "2864",
+        "module": "hailo_pci",
+        "driver": "hailo",
+        "family": 4,
+        "firmware_files": ("hailo/hailo8_fw.bin", "hailo/hailo8_board_cfg.bin", "hailo/hailo8_fw_cfg.bin"),
+        "firmware_version_file": "hailo/hailo8_fw.bin",
+    },
+}
+
+PCI_VENDOR = "1e60"
+
+# Every unit field with its default per chip; None means "derived from the node name" (see hw.py).
+# The Hailo-10H defaults are the seed's unit: susceptible to the chip-side CMA leak, thermally
+# calibrated so 25 back-to-back 15 s benchmarks reproduce the seed's temperature column.
+UNIT_DEFAULTS = {
+    "hailo10h": {
+        "serial": None,
+        "soc_id": None,
+        "board_sku": 6,
+        "lcs": 5,
+        "pci_address": "0001:01:00.0",
+        "part_number": "",
+        "product_name": "",
+        "cma_leak": 1.0,
+        "cma_pool_chunks": 12,
+        "perf_factor": 1.0,
+        "idle_temp_c": 59.75,
+        "load_temp_rise_c": 18.0,
+        "thermal_tau_s": 130.0,
+        "throttle_temp_c": 85.0,
+        "throttle_per_c": 0.02,
+        "throttle_floor": 0.5,
+    },
+    "hailo8": {
+        "serial": None,
+        "soc_id": None,
+        "board_sku": 0,
+        "lcs": 0,
+        "pci_address": "0001:01:00.0",
+        "part_number": "HM218B1C2FA",
+        "product_name": "HAILO-8 AI ACCELERATOR M.2 M KEY MODULE",
+        "cma_leak": 0.0,
+        "cma_pool_chunks": 12,
+        "perf_factor": 1.0,
+        "idle_temp_c": 45.0,
+        "load_temp_rise_c": 14.0,
+        "thermal_tau_s": 110.0,
+        "throttle_temp_c": 104.0,
+        "throttle_per_c": 0.0125,
+        "throttle_floor": 0.5,
+    },
+    "hailo8l": {
+        "serial": None,
+        "soc_id": None,
+        "board_sku": 0,
+        "lcs": 0,
+        "pci_address": "0001:01:00.0",
+        "part_number": "HM21LB1C2LAE",
+        "product_name": "HAILO-8L AI ACC M.2 B+M KEY MODULE EXT TMP",
+        "cma_leak": 0.0,
+        "cma_pool_chunks": 12,
+        "perf_factor": 1.0,
+        "idle_temp_c": 42.0,
+        "load_temp_rise_c": 10.0,
+        "thermal_tau_s": 110.0,
+        "throttle_temp_c": 104.0,
+        "throttle_per_c": 0.0125,
+        "throttle_floor": 0.5,
+    },
+}
+
+# THE leak table: which firmware leaks chip-side CMA chunks per configure, and what a chip reset does.
+#   leak        chunks of the chip's contiguous pool lost per configure (times the unit's cma_leak)
+#   chip_reset  "recovers": the chip-side OS reboots with a fresh pool; "bricks": firmware re-upload
+#               times out and the device is gone until the host reboots (a power cycle).
+FIRMWARE = {
+    "5.1.1": {"leak": 0.0, "chip_reset": "recovers"},
+    "5.2.0": {"leak": 0.5, "chip_reset": "recovers"},
+    "5.3.0": {"leak": 1.0, "chip_reset": "bricks"},
+    "5.3.1": {"leak": 0.0, "chip_reset": "recovers"},
+    "4.20.0": {"leak": 0.0, "chip_reset": "recovers"},
+    "4.23.0": {"leak": 0.0, "chip_reset": "recovers"},
+}
+UNKNOWN_FIRMWARE = {"leak": 0.0, "chip_reset": "recovers"}
+
+# Throughput left after n configures fell back to non-contiguous buffers (n = "fallback", the sum of
+# leak * cma_leak over failed configures). Knots 0..13 are the seed's runs 12..25 divided by its
+# stable 124.85 fps; beyond the last knot an exponential tail settles on the seed's 41 fps floor.
+SEED_STABLE_FPS = 124.85
+# fmt: off
+LEAK_CURVE = (
+    1.0,                                              # fallback 0 (seed runs 1-12)
+    0.98358, 0.97221, 0.94938, 0.86896, 0.81306,      # fallback 1-5 (seed runs 13-17)
+    0.78767, 0.77405, 0.75322, 0.73000, 0.70925,      # fallback 6-10 (seed runs 18-22)
+    0.68602, 0.67273, 0.65358,                        # fallback 11-13 (seed runs 23-25)
+)
+# fmt: on
+LEAK_FLOOR = 41.0 / SEED_STABLE_FPS
+LEAK_TAIL_CONFIGURES = 17.5
+
+# Share of the chip's load power that does not scale with throughput (fitted on the seed's temperatures).
+FIXED_POWER_SHARE = 0.25
+
+# Nominal seconds a tool spends opening the device and configuring before inference starts.
+OPEN_OVERHEAD_S = 1.0
+CONFIGURE_MS = 45.79
+
+# Real seconds of a gap between two device operations that count 1:1 before time scaling applies
+# (process start-up does not run faster at a small time scale; see docs/emulator.md).
+IDLE_GRACE_S = 0.25
+
+# The chip-side OS of the Hailo-10H (verbatim from the seed's runtime log).
+CHIP_OS_VERSION = (
+    "Linux 5.15.325.15.32-yocto-standard-01685-g4cd9cfd0e6e7 #1 SMP PREEMPT Wed Feb 18 10:02:32 UTC 2026 aarch64"
+)
+
+# Emulated HEF files shipped by the hailo-models package: file -> network, arch and nominal figures.
+MODELS = {
+    "yolo26s_hailo10h.hef": {
+        "network": "yolo26s",
+        "arch": "HAILO10H",
+        "fps": 124.85,
+        "latency_ms": 13.9,
+        "input_bytes": 640 * 640 * 3,
+        "output_bytes": 160320,
+    },
+    "resnet_v1_50_h10.hef": {
+        "network": "resnet_v1_50",
+        "arch": "HAILO10H",
+        "fps": 307.47,
+        "latency_ms": 5.2,
+        "input_bytes": 224 * 224 * 3,
+        "output_bytes": 1000,
+    },
+    "yolov8s_h8.hef": {
+        "network": "yolov8s",
+        "arch": "HAILO8",
+        "fps": 309.58,
+        "latency_ms": 6.66,
+        "input_bytes": 640 * 640 * 3,
+        "output_bytes": 160320,
+    },
+    "yolov8s_h8l.hef": {
+        "network": "yolov8s",
+        "arch": "HAILO8L",
+        "fps": 121.37,
+        "latency_ms": 14.71,
+        "input_bytes": 640 * 640 * 3,
+        "output_bytes": 160320,
+    },
+}
+MODELS_DIR = "/usr/share/hailo-models"
+
+# Which HEF architectures run on which device architecture.
+HEF_COMPATIBLE = {
+    "HAILO10H": ("HAILO10H",),
+    "HAILO8": ("HAILO8", "HAILO8L"),
+    "HAILO8L": ("HAILO8L",),
+}

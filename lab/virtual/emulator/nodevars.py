@@ -1,0 +1,37 @@
+"""Inventory variables that tell the agent and the roles how to reach kernel-side things on each kind of node."""
+
+from __future__ import annotations
+
+from lab.virtual.emulator.hailo_emu import tables
+
+# Where a real Pi 5's PCIe slot puts the Hailo device (the AI HAT+ / AI HAT+ 2).
+PI5_PCI_ADDRESS = "0001:01:00.0"
+
+
+def virtual_node_vars(chip: str = "hailo10h", time_scale: float = 1.0) -> dict:
+    """Host variables of a virtual node: emulator commands standing in for kernel interfaces."""
+    module = tables.CHIPS[chip]["module"]
+    return {
+        # nspawn nodes cannot read the host's ring buffer; the shim logs to the journal as `kernel`
+        "lab_kernel_log_cmd": "journalctl -b -t kernel -o short-monotonic --no-pager",
+        "lab_pcie_remove_cmd": "hailo-emu-pcie remove",
+        "lab_pcie_rescan_cmd": "hailo-emu-pcie rescan",
+        "lab_driver_module": module,
+        "lab_driver_version_cmd": "hailo-emu-modinfo -F version %s" % module,
+        "lab_loaded_driver_version_cmd": "hailo-emu-modinfo --loaded -F version %s" % module,
+        "lab_time_scale": time_scale,
+    }
+
+
+def real_pi_vars(chip: str = "hailo10h", pci_address: str = PI5_PCI_ADDRESS) -> dict:
+    """The same variables for a real Raspberry Pi 5 (what an inventory of real nodes should set)."""
+    module = tables.CHIPS[chip]["module"]
+    return {
+        "lab_kernel_log_cmd": "dmesg",
+        "lab_pcie_remove_cmd": "sh -c 'echo 1 > /sys/bus/pci/devices/%s/remove'" % pci_address,
+        "lab_pcie_rescan_cmd": "sh -c 'echo 1 > /sys/bus/pci/rescan'",
+        "lab_driver_module": module,
+        "lab_driver_version_cmd": "modinfo -F version %s" % module,
+        "lab_loaded_driver_version_cmd": "cat /sys/module/%s/version" % module,
+        "lab_time_scale": 1.0,
+    }

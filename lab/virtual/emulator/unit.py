@@ -1,0 +1,59 @@
+"""The unit profile schema (controller side): the fields of /lab/hw/unit.json, validated by `lab check`."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lab.virtual.emulator.hailo_emu.hw import unit_with_defaults
+
+
+class UnitProfile(BaseModel):
+    """One unit's emulated hardware; a field left out takes its chip's documented default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    node: Optional[str] = None
+    chip: Literal["hailo10h", "hailo8", "hailo8l"] = "hailo10h"
+    serial: Optional[str] = Field(None, pattern=r"^[0-9A-Za-z]{1,32}$")
+    soc_id: Optional[str] = Field(None, pattern=r"^[0-9A-Fa-f]{64}$")
+    board_sku: Optional[int] = Field(None, ge=0, le=255)
+    lcs: Optional[int] = Field(None, ge=0, le=255)
+    pci_address: Optional[str] = Field(None, pattern=r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+    part_number: Optional[str] = None
+    product_name: Optional[str] = None
+    cma_leak: Optional[float] = Field(
+        None, ge=0, le=10, description="multiplier on the firmware's leak; 0 = not susceptible"
+    )
+    cma_pool_chunks: Optional[int] = Field(
+        None, ge=1, le=1000, description="1 MiB chunks free in the chip's CMA pool at boot"
+    )
+    perf_factor: Optional[float] = Field(None, gt=0, le=2, description="multiplier on every model's nominal fps")
+    idle_temp_c: Optional[float] = Field(None, ge=0, le=120)
+    load_temp_rise_c: Optional[float] = Field(
+        None, ge=0, le=120, description="rise at full load; poor cooling = larger"
+    )
+    thermal_tau_s: Optional[float] = Field(None, gt=0, le=3600)
+    throttle_temp_c: Optional[float] = Field(None, ge=0, le=150)
+    throttle_per_c: Optional[float] = Field(None, ge=0, le=1)
+    throttle_floor: Optional[float] = Field(None, gt=0, le=1)
+
+    def resolved(self) -> dict:
+        """Every field, defaults of the chip filled in (what the node's emulator will use)."""
+        return unit_with_defaults(self.model_dump(exclude_none=True))
+
+
+def validate_unit(unit: dict) -> UnitProfile:
+    """Validate one unit mapping; raises ValueError with one line per problem (`field: what is wrong`)."""
+    try:
+        return UnitProfile.model_validate(unit)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(part) for part in err["loc"]) or "unit"
+            if err["type"] == "extra_forbidden":
+                problems.append("%s: unknown field (known: %s)" % (field, ", ".join(UnitProfile.model_fields)))
+            else:
+                problems.append("%s: %s" % (field, err["msg"]))
+        raise ValueError("\n".join(problems)) from None
