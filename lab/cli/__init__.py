@@ -30,7 +30,9 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show the traceback 
 def _register() -> None:
     """Attach every command group; each module adds its own commands to `app`."""
     from lab.cli import fleet  # noqa: F401
+    from lab.cli import check, db  # noqa: F401
     from lab.cli import analyze, parse  # noqa: F401
+    from lab.cli import campaign  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -169,7 +169,7 @@ class Fleet:
             prepare(nd, address, pubkey, units.get(name, {}), fleet_info, config)
             to_boot.append(nd)
         self._write_known_hosts(names)
-        inventory_file.write(Path(inventory), self, meta)
+        inventory_file.write(Path(inventory), self, meta, units)
         for nd in to_boot:
             self._start_supervisor(nd)
         log(f"booting {len(to_boot)} node(s), {len(names) - len(to_boot)} already running")

@@ -15,7 +15,21 @@ if TYPE_CHECKING:
 HEADER = "# Written by `lab fleet up`; removed by `lab fleet down`. Do not edit.\n"
 
 
-def render(fleet_root: Path, key_file: Path, known_hosts: Path, meta: dict, addresses: dict[str, str]) -> dict:
+def host_vars(address: str, unit: dict, time_scale: float) -> dict:
+    """One node's variables: its address, its unit's chip, and the emulator's stand-ins for kernel interfaces."""
+    chip = unit.get("chip", "hailo10h")
+    hv = {"ansible_host": address, "lab_chip": chip}
+    try:
+        from lab.virtual.emulator.nodevars import virtual_node_vars
+    except ImportError:
+        return hv
+    extra = virtual_node_vars(chip, time_scale)
+    extra.pop("lab_time_scale", None)  # a group variable
+    return {**hv, **extra}
+
+
+def render(fleet_root: Path, key_file: Path, known_hosts: Path, meta: dict, addresses: dict[str, str],
+           units: dict[str, dict] | None = None) -> dict:
     """The inventory as data: group `virtual`, one host per node, connection and lab variables."""
     group_vars = {
         "ansible_user": "root",
@@ -29,13 +43,13 @@ def render(fleet_root: Path, key_file: Path, known_hosts: Path, meta: dict, addr
     }
     if meta.get("repo"):
         group_vars["lab_apt_repository"] = f"deb [trusted=yes] file:{REPO_MOUNT} ./"
-    hosts = {name: {"ansible_host": addr} for name, addr in addresses.items()}
+    hosts = {name: host_vars(addr, (units or {}).get(name, {}), meta["time_scale"]) for name, addr in addresses.items()}
     return {"virtual": {"hosts": hosts, "vars": group_vars}}
 
 
-def write(path: Path, fleet: Fleet, meta: dict) -> None:
+def write(path: Path, fleet: Fleet, meta: dict, units: dict[str, dict] | None = None) -> None:
     """Write the inventory file atomically."""
     addresses = {name: fleet.address(i) for i, name in enumerate(meta["nodes"], start=1)}
-    data = render(fleet.root, fleet.key_file, fleet.known_hosts, meta, addresses)
+    data = render(fleet.root, fleet.key_file, fleet.known_hosts, meta, addresses, units)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, HEADER + yaml.safe_dump(data, sort_keys=False))

@@ -33,7 +33,7 @@ def test_inventory_render_has_connection_and_lab_vars(tmp_path):
     data = inventory_file.render(tmp_path, tmp_path / "ssh/id_ed25519", tmp_path / "ssh/known_hosts", meta,
                                  {"node1": "127.77.0.1", "node2": "127.77.0.2"})
     group = data["virtual"]
-    assert group["hosts"] == {"node1": {"ansible_host": "127.77.0.1"}, "node2": {"ansible_host": "127.77.0.2"}}
+    assert group["hosts"]["node1"]["ansible_host"] == "127.77.0.1" and group["hosts"]["node2"]["lab_chip"] == "hailo10h"
     assert group["vars"]["ansible_ssh_common_args"] == (
         f"-o UserKnownHostsFile={tmp_path}/ssh/known_hosts -o StrictHostKeyChecking=yes")
     assert group["vars"]["lab_time_scale"] == 0.02

@@ -1,0 +1,38 @@
+"""`python3 -m lab.agent run SPEC.json`: run one phase on this node (what the lab_agent role deploys)."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import sys
+
+from .records import RecordLog
+from .steps import Agent
+
+
+def main(argv=None) -> int:
+    """Run the phase described by a JSON spec; records go to WORKDIR/records.jsonl."""
+    parser = argparse.ArgumentParser(prog="lab-agent")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run one phase")
+    run.add_argument("spec")
+    args = parser.parse_args(argv)
+    with open(args.spec) as fh:
+        spec = json.load(fh)
+    workdir = os.path.dirname(os.path.abspath(args.spec))
+    # One phase at a time per campaign directory, even if a controller retries.
+    lock = open(os.path.join(workdir, "agent.lock"), "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    log = RecordLog(os.path.join(workdir, "records.jsonl"))
+    try:
+        status = Agent(spec, log, workdir).run_phase()
+    finally:
+        log.close()
+    print(json.dumps({"phase": spec.get("phase"), "status": status, "last_seq": log.seq}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

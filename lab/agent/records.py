@@ -1,0 +1,74 @@
+"""The agent's append-only record file: one JSON object per line, flushed and fsynced per record."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import Any, Dict, Iterator, Optional
+
+
+class RecordLog:
+    """Appends records with a sequence number that continues across agent runs (the node is the source of truth)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.seq = 0
+        if os.path.exists(path):
+            for record in read_records(path):
+                self.seq = max(self.seq, int(record.get("seq", 0)))
+        self._fh = open(path, "a", encoding="utf-8")
+
+    def append(self, kind: str, **fields: Any) -> Dict[str, Any]:
+        """Write one record and make it durable before returning it."""
+        self.seq += 1
+        record = {"seq": self.seq, "ts": time.time(), "kind": kind}
+        record.update({k: v for k, v in fields.items() if v is not None})
+        self._fh.write(json.dumps(record, sort_keys=True) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        return record
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def read_records(path: str, offset: int = 0) -> Iterator[Dict[str, Any]]:
+    """Records of a file from a byte offset; a torn last line (power cut mid-write) is skipped."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        for line in fh:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
+
+
+def write_artifact(directory: str, name: str, data: bytes) -> Dict[str, Any]:
+    """Store raw output atomically (temporary file, then rename; mode 0600) and describe it."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, name)
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return {"artifact": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def node_facts() -> Dict[str, Optional[Any]]:
+    """boot_id and uptime of this node, attached to every sample."""
+    facts: Dict[str, Optional[Any]] = {"boot_id": None, "uptime": None}
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            facts["boot_id"] = fh.read().strip()
+        with open("/proc/uptime") as fh:
+            facts["uptime"] = float(fh.read().split()[0])
+    except OSError:
+        pass
+    return facts

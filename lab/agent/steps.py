@@ -1,0 +1,307 @@
+"""The agent's steps: each runs the real tools locally, back to back, and records what it saw."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import time
+from typing import Any, Dict, List, Optional
+
+from .parsers import ToolOutputError, parse_benchmark, parse_errors, parse_identify, parse_version
+from .records import RecordLog, node_facts, write_artifact
+
+DEVICE_STEPS = ("identify", "benchmark", "configure_cycles", "infer_continuous", "cooldown",
+                "driver_reload", "pcie_rescan", "chip_reset")
+DEFAULT_HEF_DIRS = ("/usr/share/hailo-models",)
+TOOL_TIMEOUT_MARGIN = 120.0
+
+
+class DeviceFailure(Exception):
+    """The device stopped answering: the phase's remaining device steps are skipped."""
+
+
+class Agent:
+    """Runs one phase's steps on this node and appends one record per sample to the record log."""
+
+    def __init__(self, spec: Dict[str, Any], log: RecordLog, workdir: str):
+        self.spec = spec
+        self.log = log
+        self.scale = float(spec.get("time_scale") or 1.0)
+        self.commands = spec.get("commands") or {}
+        self.artifacts = os.path.join(workdir, "artifacts")
+        self.phase = spec["phase"]
+        self.base = {"run_key": spec.get("run_key"), "phase": self.phase, "phase_index": spec.get("phase_index")}
+        self.nominal = 0.0  # nominal seconds elapsed in this phase (time-scale independent)
+
+    # ---- helpers ---------------------------------------------------------------------
+    def record(self, kind: str, **fields: Any) -> Dict[str, Any]:
+        merged = dict(self.base)
+        merged.update(node_facts())
+        merged["nominal_s"] = round(self.nominal, 3)
+        merged.update(fields)
+        return self.log.append(kind, **merged)
+
+    def tool(self, argv: List[str], timeout: float = 600.0) -> subprocess.CompletedProcess:
+        """Run a tool with an argument list (never a shell) and capture its output."""
+        try:
+            return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
+                                  universal_newlines=True, errors="replace")
+        except FileNotFoundError:
+            return subprocess.CompletedProcess(argv, 127, "%s: command not found\n" % argv[0])
+        except subprocess.TimeoutExpired as exc:
+            out = exc.output or ""
+            if isinstance(out, bytes):
+                out = out.decode(errors="replace")
+            return subprocess.CompletedProcess(argv, 124, out + "\n%s: timed out after %ss\n" % (argv[0], timeout))
+
+    def save(self, name: str, text: str) -> Dict[str, Any]:
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+        return write_artifact(self.artifacts, "%s-%s" % (self.phase, safe), text.encode())
+
+    def sleep(self, nominal_seconds: float) -> None:
+        """Wait a nominal duration, compressed by the fleet's time scale."""
+        if nominal_seconds > 0:
+            time.sleep(nominal_seconds * self.scale)
+            self.nominal += nominal_seconds
+
+    def hef(self, step: Dict[str, Any]) -> str:
+        """The HEF path on this node: as given, or found in the model directories."""
+        hef = step["hef"]
+        if isinstance(hef, dict):
+            hef = hef.get(self.spec.get("chip") or "", "")
+        if os.path.isabs(hef) or os.path.exists(hef):
+            return hef
+        for directory in self.spec.get("hef_dirs") or DEFAULT_HEF_DIRS:
+            candidate = os.path.join(directory, hef)
+            if os.path.exists(candidate):
+                return candidate
+        return hef
+
+    @staticmethod
+    def failure(output: str) -> str:
+        """The most telling line of a failed tool's output."""
+        try:
+            statuses = parse_errors(output).statuses
+        except ToolOutputError:
+            statuses = {}
+        if statuses:
+            name = list(statuses)[-1]
+            return "%s(%s)" % (name, statuses[name])
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
+        return lines[-1][:300] if lines else "no output"
+
+    # ---- steps -----------------------------------------------------------------------
+    def identify(self, index: int, step: Dict[str, Any]) -> None:
+        version = self.tool(["hailortcli", "--version"], 60)
+        ident = self.tool(["hailortcli", "fw-control", "identify"], 60)
+        driver_cmd = self.commands.get("driver_version") or ["modinfo", "-F", "version", self.spec.get("driver_module", "hailo1x_pci")]
+        driver = self.tool(list(driver_cmd), 60)
+        fields: Dict[str, Any] = {"step": "identify", "step_index": index}
+        art = self.save("identify-%d.txt" % index, "$ hailortcli --version\n%s\n$ hailortcli fw-control identify\n%s\n$ %s\n%s"
+                        % (version.stdout, ident.stdout, " ".join(driver_cmd), driver.stdout))
+        try:
+            fields["hailort_version"] = parse_version(version.stdout).to_dict().get("version")
+        except ToolOutputError:
+            pass
+        if ident.returncode == 0:
+            info = parse_identify(ident.stdout).to_dict()
+            fields["identity"] = info
+        else:
+            fields["error"] = "identify failed: %s" % self.failure(ident.stdout)
+        fields["driver_version"] = driver.stdout.strip().splitlines()[-1] if driver.returncode == 0 and driver.stdout.strip() else None
+        self.record("identity", artifact=art, **fields)
+        if ident.returncode != 0:
+            raise DeviceFailure(fields["error"])
+
+    def benchmark(self, index: int, step: Dict[str, Any]) -> None:
+        hef = self.hef(step)
+        t = int(step.get("time_to_run") or 15)
+        argv = ["hailortcli", "benchmark", hef, "--time-to-run", str(t), "--batch-size", str(int(step.get("batch_size") or 1))]
+        if step.get("power_mode"):
+            argv += ["--power-mode", str(step["power_mode"])]
+        runs = int(step.get("runs") or 1)
+        for k in range(1, runs + 1):
+            started = time.time()
+            proc = self.tool(argv, t * self.scale * 4 + TOOL_TIMEOUT_MARGIN)
+            self.nominal += t
+            art = self.save("benchmark-%d-run%03d.txt" % (index, k), proc.stdout)
+            fields: Dict[str, Any] = {"step": "benchmark", "step_index": index, "run": k, "runs": runs,
+                                      "wall_s": round(time.time() - started, 3), "artifact": art}
+            if proc.returncode == 0:
+                try:
+                    result = parse_benchmark(proc.stdout).to_dict()
+                except ToolOutputError as exc:
+                    result, fields["error"] = {}, "unreadable benchmark output: %s" % exc
+                fields["fps"] = result.get("fps")
+                temp = result.get("temperature") or {}
+                fields.update(temp_mean=temp.get("mean"), temp_min=temp.get("min"), temp_max=temp.get("max"))
+                fields["throttled"] = self.throttled()
+                self.record("sample", **fields)
+            else:
+                fields["error"] = self.failure(proc.stdout)
+                self.record("sample", **fields)
+                raise DeviceFailure("benchmark run %d failed: %s" % (k, fields["error"]))
+            if step.get("gap"):
+                self.sleep(float(step["gap"]))
+
+    def _platform(self):
+        import hailo_platform  # provided by python3-hailort / python3-h10-hailort on the node
+        return hailo_platform
+
+    def configure_cycles(self, index: int, step: Dict[str, Any]) -> None:
+        hp = self._platform()
+        hef, frames = self.hef(step), int(step.get("frames") or 100)
+        count = int(step.get("count") or 1)
+        for k in range(1, count + 1):
+            try:
+                with hp.VDevice(hp.VDevice.create_params()) as vdevice:
+                    model = vdevice.create_infer_model(hef)
+                    with model.configure() as configured:
+                        bindings = [configured.create_bindings() for _ in range(frames)]
+                        t0 = time.time()
+                        configured.run(bindings, 10000 + int(frames * 100))
+                        elapsed = max(time.time() - t0, 1e-9) / self.scale
+                    temp = self._temperature(vdevice)
+            except Exception as exc:  # the device library raises its own exception tree
+                self.record("sample", step="configure_cycles", step_index=index, run=k, runs=count, error=str(exc)[:300])
+                raise DeviceFailure("configure cycle %d failed: %s" % (k, exc))
+            self.nominal += elapsed
+            self.record("sample", step="configure_cycles", step_index=index, run=k, runs=count,
+                        fps=round(frames / elapsed, 2), configures=k, **temp)
+
+    def infer_continuous(self, index: int, step: Dict[str, Any]) -> None:
+        hp = self._platform()
+        duration, every = float(step.get("duration") or 60), float(step.get("sample_every") or 15)
+        k = 0
+        try:
+            with hp.VDevice(hp.VDevice.create_params()) as vdevice:
+                model = vdevice.create_infer_model(self.hef(step))
+                with model.configure() as configured:
+                    done = 0.0
+                    while done < duration - 1e-6:
+                        frames = 32
+                        bindings = [configured.create_bindings() for _ in range(frames)]
+                        window, counted = min(every, duration - done), 0
+                        t0 = time.time()
+                        while (time.time() - t0) / self.scale < window:
+                            configured.run(bindings, 10000)
+                            counted += frames
+                        elapsed = (time.time() - t0) / self.scale
+                        done += elapsed
+                        self.nominal += elapsed
+                        k += 1
+                        self.record("sample", step="infer_continuous", step_index=index, run=k,
+                                    fps=round(counted / elapsed, 2), inference_s=round(done, 1),
+                                    **self._temperature(vdevice))
+        except DeviceFailure:
+            raise
+        except Exception as exc:
+            self.record("sample", step="infer_continuous", step_index=index, run=k + 1, error=str(exc)[:300])
+            raise DeviceFailure("continuous inference failed: %s" % exc)
+
+    def _temperature(self, vdevice=None) -> Dict[str, Any]:
+        try:
+            hp = self._platform()
+            device = vdevice.get_physical_devices()[0] if vdevice is not None else hp.Device()
+            info = device.control.get_chip_temperature()
+            return {"temp_ts0": round(info.ts0_temperature, 2), "temp_ts1": round(info.ts1_temperature, 2),
+                    "temp_mean": round((info.ts0_temperature + info.ts1_temperature) / 2, 2)}
+        except Exception:
+            return {}
+
+    def cooldown(self, index: int, step: Dict[str, Any]) -> None:
+        before = self._temperature()
+        self.sleep(float(step.get("seconds") or 0))
+        after = self._temperature()
+        self.record("event", step="cooldown", step_index=index, seconds=step.get("seconds"),
+                    temp_before=before.get("temp_mean"), temp_after=after.get("temp_mean"))
+
+    def _commands(self, step_name: str, index: int, commands: List[List[str]]) -> None:
+        outputs, rcs = [], []
+        for argv in commands:
+            proc = self.tool(list(argv), 120)
+            outputs.append("$ %s\n%s" % (" ".join(argv), proc.stdout))
+            rcs.append(proc.returncode)
+        art = self.save("%s-%d.txt" % (step_name, index), "\n".join(outputs))
+        error = None if all(rc == 0 for rc in rcs) else "%s failed (exit %s)" % (step_name, rcs)
+        self.record("event", step=step_name, step_index=index, rc=max(rcs) if rcs else 0, error=error, artifact=art)
+
+    def driver_reload(self, index: int, step: Dict[str, Any]) -> None:
+        module = self.spec.get("driver_module") or "hailo1x_pci"
+        self._commands("driver_reload", index, [["modprobe", "-r", module], ["modprobe", module]])
+
+    def pcie_rescan(self, index: int, step: Dict[str, Any]) -> None:
+        remove, rescan = self.commands.get("pcie_remove"), self.commands.get("pcie_rescan")
+        if remove and rescan:
+            self._commands("pcie_rescan", index, [list(remove), list(rescan)])
+            return
+        # A real Pi: remove the device from the PCI bus and rescan, through sysfs.
+        devices = glob.glob("/sys/bus/pci/devices/*/vendor")
+        hailo = [os.path.dirname(p) for p in devices if open(p).read().strip() == "0x1e60"]
+        error = None
+        try:
+            for dev in hailo:
+                with open(os.path.join(dev, "remove"), "w") as fh:
+                    fh.write("1")
+            with open("/sys/bus/pci/rescan", "w") as fh:
+                fh.write("1")
+        except OSError as exc:
+            error = "pcie rescan failed: %s" % exc
+        self.record("event", step="pcie_rescan", step_index=index, devices=[os.path.basename(d) for d in hailo], error=error)
+
+    def chip_reset(self, index: int, step: Dict[str, Any]) -> None:
+        self._commands("chip_reset", index, [["hailortcli", "fw-control", "reset", "--reset-type", "chip"]])
+
+    def collect(self, index: int, step: Dict[str, Any]) -> None:
+        sources = {
+            "dmesg": self.commands.get("kernel_log") or ["dmesg"],
+            "runtime_log": ["hailortcli", "logs", "runtime"],
+            "journal": ["journalctl", "-b", "--no-pager", "-o", "short-iso"],
+            "throttled": self.commands.get("throttled") or ["vcgencmd", "get_throttled"],
+            "lspci": ["lspci", "-vv"],
+        }
+        for item in step.get("items") or []:
+            if item in sources:
+                proc = self.tool(list(sources[item]), 120)
+                text, rc = proc.stdout, proc.returncode
+            elif item == "cma":
+                text, rc = "".join(l for l in open("/proc/meminfo") if l.startswith("Cma")), 0
+            elif item == "temps":
+                zones = sorted(glob.glob("/sys/class/thermal/thermal_zone*/temp"))
+                text = "".join("%s %s" % (z, open(z).read()) for z in zones)
+                text += "hailo %s\n" % self._temperature()
+                rc = 0
+            else:
+                continue
+            art = self.save("collect-%d-%s.txt" % (index, item), text)
+            self.record("artifact", step="collect", step_index=index, item=item, rc=rc, artifact=art)
+
+    def throttled(self) -> Optional[str]:
+        """The Pi's throttle state (`vcgencmd get_throttled`), None where there is no such tool."""
+        cmd = self.commands.get("throttled") or ["vcgencmd", "get_throttled"]
+        if shutil.which(cmd[0]) is None:
+            return None
+        proc = self.tool(list(cmd), 10)
+        return proc.stdout.strip().split("=")[-1] if proc.returncode == 0 else None
+
+    # ---- the phase -------------------------------------------------------------------
+    def run_phase(self) -> str:
+        """Run every step; after a device failure skip the remaining device steps but still collect."""
+        self.record("phase_start", steps=len(self.spec.get("steps") or []))
+        status, error = "ok", None
+        for index, step in enumerate(self.spec.get("steps") or []):
+            kind = step.get("kind")
+            if kind in DEVICE_STEPS and status == "device_error":
+                self.record("event", step=kind, step_index=index, skipped=True, error="skipped after device failure")
+                continue
+            handler = getattr(self, kind, None) if kind in DEVICE_STEPS + ("collect",) else None
+            if handler is None:
+                continue  # provisioning steps run through Ansible roles, not here
+            try:
+                handler(index, step)
+            except DeviceFailure as exc:
+                status, error = "device_error", str(exc)
+        self.record("phase_end", status=status, error=error)
+        return status

@@ -1,0 +1,90 @@
+"""`lab run`, `lab provision`: execute a scenario on an inventory's nodes; install a pinned stack."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+
+from lab.cli import app
+from lab.db.session import open_database
+from lab.orchestrator import plan_campaign, run_campaign
+from lab.progress import Progress
+
+
+@app.command("run")
+def run(
+    scenario: Path = typer.Argument(..., help="Scenario file, e.g. scenarios/cma_soak.yaml."),
+    inventory: str = typer.Option(..., "--inventory", "-i", help="Inventory path, or a name in inventory/ (pis)."),
+    db: str = typer.Option(None, "--db", help="Database URL (default: $LAB_DB, else sqlite:///lab.db)."),
+    limit: str = typer.Option(None, "--limit", help="Only these hosts or groups (comma-separated)."),
+    name: str = typer.Option(None, "--name", help="Campaign name (default: scenario-date-time-xxxx)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document at the end."),
+) -> None:
+    """Run a scenario on every node of an inventory at once and record every sample.
+
+    Example:
+        lab run scenarios/cma_soak.yaml --inventory virtual
+    """
+    plan = plan_campaign(scenario, inventory, limit)
+    engine = open_database(db)
+    command = shlex.join(["lab", *sys.argv[1:]]) if sys.argv else "lab run"
+    with Progress([h.name for h in plan.hosts]) as progress:
+        name, campaign_id, code = run_campaign(engine, plan, name, command, progress.on_record, progress.on_phase)
+    from lab.report.summary import campaign_summary
+
+    summary = campaign_summary(engine, name)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        typer.echo(f"campaign {name}: {summary['status']}")
+        for r in summary["runs"]:
+            typer.echo(f"  {r['node']:<10} {r['stack']:<12} repeat {r['repeat']}  {r['verdict'] or r['status']:<12} "
+                       f"{r['samples']} samples  {r['error'] or ''}".rstrip())
+    raise typer.Exit(code)
+
+
+def load_stack_ref(ref: str):
+    """A stack by path, or by name in the project's stacks/ directory."""
+    from lab.errors import ConfigError
+    from lab.stack import known_stacks, load_stack, stack_path
+
+    if Path(ref).exists():
+        return load_stack(ref)
+    stacks_dir = Path(__file__).resolve().parents[2] / "stacks"
+    path = stack_path(stacks_dir, ref)
+    if not path.exists():
+        raise ConfigError(f"unknown stack {ref!r}", str(stacks_dir), f"known stacks: {', '.join(known_stacks(stacks_dir))}")
+    return load_stack(path)
+
+
+@app.command("provision")
+def provision(
+    stack: str = typer.Argument(..., help="Stack name (a file in stacks/) or path."),
+    inventory: str = typer.Option(..., "--inventory", "-i", help="Inventory path, or a name in inventory/."),
+    clean: bool = typer.Option(False, "--clean", help="Purge every Hailo package and leftover first."),
+    limit: str = typer.Option(None, "--limit", help="Only these hosts or groups (comma-separated)."),
+) -> None:
+    """Install, hold and verify a pinned stack on every node (optionally after a clean purge).
+
+    Example:
+        lab provision h10-5.3.0 --inventory virtual --clean
+    """
+    from lab.ansible import run_playbook
+    from lab.inventory import load
+
+    pinned = load_stack_ref(stack)
+    inv = load(inventory)
+    hosts = inv.select(limit)
+    result = run_playbook("provision.yml", inv.source, limit=",".join(h.name for h in hosts), forks=len(hosts),
+                          extravars={"lab_stack": pinned.model_dump(mode="json"), "lab_clean": clean})
+    failed = result.failed_hosts
+    for h in hosts:
+        r = result.hosts.get(h.name)
+        state = "failed" if h.name in failed or r is None else ("changed" if r.changed else "ok")
+        msg = "; ".join(r.messages) if r and state == "failed" else ""
+        typer.echo(f"{h.name:<10} {pinned.name}: {state} {msg}".rstrip())
+    raise typer.Exit(1 if failed else 0)

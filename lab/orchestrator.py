@@ -1,0 +1,320 @@
+"""Campaign execution: the matrix's runs, phase by phase on all nodes at once, with reboots and live ingest."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from lab import inventory as inventory_mod
+from lab.analysis import RunSample, classify_run
+from lab.ansible import run_playbook
+from lab.collector import Collector
+from lab.db.ingest import get_or_create_stack
+from lab.db.models import Campaign, Phase, Run, Sample
+from lab.errors import ConfigError
+from lab.inventory import Host, Inventory
+from lab.scenario import LoadedScenario, RunSpec, expand_matrix, load_scenario
+from lab.stack import Stack
+
+POLL_SECONDS = 2.0
+CHIP_MODULE = {"hailo10h": "hailo1x_pci", "hailo8": "hailo_pci", "hailo8l": "hailo_pci"}
+# Inventory variables that name node commands (strings are split like a shell would, never run by one).
+COMMAND_VARS = {"kernel_log": "lab_kernel_log_cmd", "pcie_remove": "lab_pcie_remove_cmd",
+                "pcie_rescan": "lab_pcie_rescan_cmd", "driver_version": "lab_driver_version_cmd",
+                "throttled": "lab_throttled_cmd"}
+
+
+@dataclass
+class Plan:
+    """A validated campaign: the scenario, the inventory, the chosen hosts and the expanded runs."""
+
+    loaded: LoadedScenario
+    inventory: Inventory
+    hosts: list[Host]
+    runs: list[RunSpec]
+
+
+def plan_campaign(scenario_path: str | Path, inventory_name: str, limit: str | None = None) -> Plan:
+    """Load and check everything a campaign needs, touching no node and no database."""
+    loaded = load_scenario(scenario_path)
+    inv = inventory_mod.load(inventory_name)
+    hosts = inv.select(limit)
+    chips = {h.name: h.chip for h in hosts if h.chip}
+    runs = expand_matrix(loaded.scenario, [h.name for h in hosts], inv.groups, chips, loaded.stacks)
+    return Plan(loaded, inv, hosts, runs)
+
+
+def _argv(value: Any) -> list[str] | None:
+    import shlex
+
+    if not value:
+        return None
+    return [str(v) for v in value] if isinstance(value, list) else shlex.split(str(value))
+
+
+def phase_seconds(phase, time_scale: float) -> float:
+    """A generous bound on a phase's wall time on the node (for the async timeout)."""
+    nominal = 0.0
+    for step in phase.steps:
+        kind = step.kind
+        if kind == "benchmark":
+            nominal += step.runs * (step.time_to_run + step.gap + 5)
+        elif kind == "configure_cycles":
+            nominal += step.count * (2 + step.frames / 20)
+        elif kind == "infer_continuous":
+            nominal += step.duration + 10
+        elif kind == "cooldown":
+            nominal += step.seconds
+        else:
+            nominal += 30
+    return nominal * time_scale * 3 + 600
+
+
+def host_phase_spec(campaign: str, plan: Plan, phase_index: int, run_id: int, host: Host, stack: Stack) -> dict:
+    """Everything one node needs for one phase, as data: reboot, provisioning, and the agent's steps."""
+    scenario = plan.loaded.scenario
+    phase = scenario.phases[phase_index]
+    chip = host.chip or stack.chip
+    provision = [s for s in phase.steps if s.kind == "provision"]
+    purge = any(s.clean for s in provision)
+    stack_data = None
+    if provision:
+        chosen = provision[-1].stack
+        pinned = plan.loaded.stacks.get(chosen, stack) if chosen else stack
+        stack_data = pinned.model_dump(mode="json")
+    steps = []
+    for step in phase.steps:
+        if step.kind == "provision":
+            continue
+        data = step.model_dump(mode="json")
+        if "hef" in data and isinstance(data["hef"], dict):
+            data["hef"] = data["hef"].get(chip)
+        steps.append(data)
+    commands = {key: _argv(host.vars.get(var)) for key, var in COMMAND_VARS.items()}
+    return {
+        "reboot": phase.reboot,
+        "reboot_timeout": scenario.reboot_timeout,
+        "purge": purge,
+        "stack": stack_data,
+        "timeout": int(phase_seconds(phase, host.time_scale)),
+        "agent": {
+            "campaign": campaign,
+            "run_key": str(run_id),
+            "phase": phase.name,
+            "phase_index": phase_index,
+            "time_scale": host.time_scale,
+            "chip": chip,
+            "driver_module": host.vars.get("lab_driver_module") or CHIP_MODULE.get(chip or "", "hailo1x_pci"),
+            "hef_dirs": host.vars.get("lab_hef_dirs") or ["/usr/share/hailo-models"],
+            "commands": {k: v for k, v in commands.items() if v},
+            "steps": steps,
+        },
+    }
+
+
+def new_campaign_name(scenario: str) -> str:
+    """A unique, sortable campaign name: scenario, UTC time, a short random suffix."""
+    return f"{scenario}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
+
+
+class CampaignRunner:
+    """Runs a planned campaign, recording everything in the database as it happens."""
+
+    def __init__(self, engine: Engine, plan: Plan, name: str, command_line: str = "",
+                 on_record: Callable[[str, dict], None] | None = None, on_phase: Callable[[str, str], None] | None = None):
+        self.engine = engine
+        self.plan = plan
+        self.name = name
+        self.command_line = command_line
+        self.on_record = on_record
+        self.on_phase = on_phase or (lambda node, phase: None)
+        self.campaign_id: int | None = None
+        self.run_ids: dict[int, int] = {}  # RunSpec.index -> run id
+
+    # ---- set-up -------------------------------------------------------------------------
+    def create(self) -> int:
+        """Write the campaign, its stacks, runs and pending phases."""
+        loaded = self.plan.loaded
+        with Session(self.engine) as session, session.begin():
+            campaign = Campaign(name=self.name, scenario_name=loaded.scenario.name, scenario_text=loaded.text,
+                                inventory=str(self.plan.inventory.source), command_line=self.command_line)
+            session.add(campaign)
+            session.flush()
+            for spec in self.plan.runs:
+                pin = loaded.stacks[spec.stack]
+                stack = get_or_create_stack(session, pin.name, pin.hailort, pin.driver, pin.firmware, pin.chip)
+                run = Run(campaign_id=campaign.id, index=spec.index, node=spec.node, stack_id=stack.id,
+                          repeat=spec.repeat)
+                session.add(run)
+                session.flush()
+                for i, phase in enumerate(loaded.scenario.phases):
+                    session.add(Phase(run_id=run.id, index=i, name=phase.name))
+                self.run_ids[spec.index] = run.id
+            self.campaign_id = campaign.id
+        return self.campaign_id
+
+    # ---- execution ----------------------------------------------------------------------
+    def execute(self) -> int:
+        """Run every round (stack x repeat) phase by phase; returns 0, or 1 if any run hit an infra error."""
+        assert self.campaign_id is not None
+        hosts = {h.name: h for h in self.plan.hosts}
+        used = sorted({r.node for r in self.plan.runs})
+        inventory = self.plan.inventory.source
+        prepared = run_playbook("prepare.yml", inventory, extravars={"lab_campaign": self.name},
+                                limit=",".join(used), forks=len(used))
+        broken = {n: "; ".join(prepared.hosts[n].messages) if n in prepared.hosts else "not reached"
+                  for n in used if n not in prepared.hosts or n in prepared.failed_hosts}
+        collector = Collector(self.engine, self.name, self.campaign_id, [hosts[n] for n in used], self.on_record)
+        try:
+            for runs in self._rounds():
+                self._round(runs, hosts, collector, broken)
+        finally:
+            run_playbook("release.yml", inventory, extravars={"lab_campaign": self.name},
+                         limit=",".join(n for n in used if n not in broken) or "none", forks=len(used))
+        return self._finish()
+
+    def _rounds(self) -> list[list[RunSpec]]:
+        rounds: dict[tuple[str, int], list[RunSpec]] = {}
+        for spec in self.plan.runs:
+            rounds.setdefault((spec.stack, spec.repeat), []).append(spec)
+        return list(rounds.values())
+
+    def _round(self, runs: list[RunSpec], hosts: dict[str, Host], collector: Collector, broken: dict[str, str]) -> None:
+        """One stack x repeat on its nodes: every phase in order; a node that fails stops its own run only."""
+        active = {}
+        for spec in runs:
+            if spec.node in broken:
+                self._fail_run(self.run_ids[spec.index], f"prepare failed: {broken[spec.node]}")
+            else:
+                active[spec.node] = spec
+        self._mark_runs(active.values(), "running")
+        for index, phase in enumerate(self.plan.loaded.scenario.phases):
+            if not active:
+                return
+            specs = {}
+            for node, spec in active.items():
+                stack = self.plan.loaded.stacks[spec.stack]
+                specs[node] = host_phase_spec(self.name, self.plan, index, self.run_ids[spec.index], hosts[node], stack)
+                self.on_phase(node, phase.name)
+            self._mark_phases(active.values(), index, "running")
+            stop = threading.Event()
+            poller = threading.Thread(target=self._poll_loop, args=(collector, list(active), stop), daemon=True)
+            poller.start()
+            try:
+                result = run_playbook("phase.yml", self.plan.inventory.source,
+                                      extravars={"lab_campaign": self.name, "lab_phase_specs": specs},
+                                      limit=",".join(active), forks=len(active))
+            finally:
+                stop.set()
+                poller.join()
+            for node in active:
+                collector.poll([node])
+                collector.fetch_artifacts(node)
+            for node, spec in list(active.items()):
+                host = result.hosts.get(node)
+                if host is None or host.unreachable or host.failed:
+                    why = "; ".join(host.messages) if host else "the playbook never reached the node"
+                    kind = "unreachable" if host is None or host.unreachable else "failed"
+                    self._end_phase(spec, index, "infra_error", f"{phase.name}: {kind}: {why}")
+                    self._fail_run(self.run_ids[spec.index], f"{phase.name}: {kind}: {why}")
+                    del active[node]
+                else:
+                    self._end_phase(spec, index, None, None)
+
+    def _poll_loop(self, collector: Collector, nodes: list[str], stop: threading.Event) -> None:
+        while not stop.wait(POLL_SECONDS):
+            for node in nodes:
+                if stop.is_set():
+                    return
+                collector.poll([node], timeout=10)
+
+    # ---- bookkeeping ----------------------------------------------------------------------
+    def _mark_runs(self, specs, status: str) -> None:
+        with Session(self.engine) as session, session.begin():
+            for spec in specs:
+                run = session.get(Run, self.run_ids[spec.index])
+                run.status = status
+                run.started_at = run.started_at or datetime.now(UTC)
+
+    def _mark_phases(self, specs, index: int, status: str) -> None:
+        with Session(self.engine) as session, session.begin():
+            for spec in specs:
+                phase = session.scalar(select(Phase).where(Phase.run_id == self.run_ids[spec.index], Phase.index == index))
+                phase.status = status
+                phase.started_at = datetime.now(UTC)
+
+    def _end_phase(self, spec: RunSpec, index: int, status: str | None, error: str | None) -> None:
+        """Close a phase: its status from the agent's phase_end record (unless the node failed) and its boot."""
+        run_id = self.run_ids[spec.index]
+        with Session(self.engine) as session, session.begin():
+            phase = session.scalar(select(Phase).where(Phase.run_id == run_id, Phase.index == index))
+            records = session.scalars(select(Sample).where(Sample.run_id == run_id, Sample.phase_id == phase.id,
+                                                           Sample.step.in_(("phase_start", "phase_end")))).all()
+            starts = [r for r in records if r.step == "phase_start"]
+            ends = [r for r in records if r.step == "phase_end"]
+            if starts:
+                phase.boot_id = starts[-1].boot_id
+            if status is None:
+                if ends:
+                    status = (ends[-1].extra or {}).get("status", "ok")
+                    error = ends[-1].error
+                else:
+                    status = "ok" if not self.plan.loaded.scenario.phases[index].steps else "ok"
+            if status == "device_error":
+                run = session.get(Run, run_id)
+                run.error = run.error or error
+            phase.status, phase.error = status, error
+            phase.finished_at = datetime.now(UTC)
+
+    def _fail_run(self, run_id: int, error: str) -> None:
+        with Session(self.engine) as session, session.begin():
+            run = session.get(Run, run_id)
+            run.status, run.verdict, run.error = "infra_error", "infra_error", error
+            run.finished_at = datetime.now(UTC)
+            for phase in run.phases:
+                if phase.status in ("pending", "running"):
+                    phase.status = "skipped" if phase.status == "pending" else "infra_error"
+
+    def _finish(self) -> int:
+        """Verdict per run from its benchmark series, campaign status and exit code."""
+        infra = False
+        with Session(self.engine) as session, session.begin():
+            campaign = session.get(Campaign, self.campaign_id)
+            for run in campaign.runs:
+                if run.status == "infra_error":
+                    infra = True
+                    continue
+                device_error = next((p.error or "device error" for p in run.phases if p.status == "device_error"), None)
+                rows = session.scalars(select(Sample).where(Sample.run_id == run.id, Sample.step == "benchmark",
+                                                            Sample.fps.is_not(None)).order_by(Sample.seq)).all()
+                series = [RunSample(i + 1, r.fps, r.temp, r.configure_count) for i, r in enumerate(rows)]
+                verdict = classify_run(series, device_error=device_error)
+                run.verdict = verdict.verdict.value
+                run.status = "done"
+                run.finished_at = datetime.now(UTC)
+            code = 1 if infra else 0
+            campaign.status = "finished" if not infra else "finished_with_errors"
+            campaign.finished_at = datetime.now(UTC)
+            campaign.exit_status = code
+        return code
+
+
+def run_campaign(engine: Engine, plan: Plan, name: str | None = None, command_line: str = "",
+                 on_record=None, on_phase=None) -> tuple[str, int, int]:
+    """Create and execute a campaign; returns (name, campaign id, exit status)."""
+    name = name or new_campaign_name(plan.loaded.scenario.name)
+    runner = CampaignRunner(engine, plan, name, command_line, on_record, on_phase)
+    with Session(engine) as session:
+        if session.scalar(select(Campaign.id).where(Campaign.name == name)) is not None:
+            raise ConfigError(f"a campaign named {name!r} already exists", "--name", "pick another name or omit --name")
+    campaign_id = runner.create()
+    return name, campaign_id, runner.execute()
