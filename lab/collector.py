@@ -16,8 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from lab.agent.parsers import ToolOutputError, parse_dmesg, parse_runtime_log
 from lab.db.ingest import ingest_samples, store_artifact, upsert_unit
-from lab.db.models import Artifact, Run
+from lab.db.models import Artifact, LogEvent, Run
 from lab.inventory import Host
 
 AGENT_WORKDIR = "/var/lib/lab-agent"
@@ -144,5 +145,23 @@ class Collector:
                     run_id, digest = wanted[member.name]
                     kind = "raw" if hashlib.sha256(data).hexdigest() == digest else "raw-mismatch"
                     store_artifact(session, self.campaign_id, member.name, kind, data=data, run_id=run_id, node=name)
+                    session.add_all(self.log_events(member.name, data, run_id, name))
                     stored += 1
         return stored
+
+    def log_events(self, artifact: str, data: bytes, run_id: int, node: str) -> list[LogEvent]:
+        """The notable lines of a collected log: chip-side runtime log entries and Hailo driver kernel lines."""
+        text = data.decode(errors="replace")
+        events: list[LogEvent] = []
+        try:
+            if "runtime_log" in artifact:
+                for e in parse_runtime_log(text).entries:
+                    events.append(LogEvent(campaign_id=self.campaign_id, run_id=run_id, node=node, source="runtime_log",
+                                           level=e.level, message=f"{e.source}: {e.message}"))
+            elif "dmesg" in artifact:
+                for e in parse_dmesg(text).events:
+                    events.append(LogEvent(campaign_id=self.campaign_id, run_id=run_id, node=node, source="dmesg",
+                                           level="err" if e.error_code else "info", message=e.message))
+        except ToolOutputError:
+            pass  # a log without any Hailo line: the artifact itself is kept
+        return events

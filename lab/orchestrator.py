@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from lab import inventory as inventory_mod
 from lab.analysis import RunSample, classify_run
 from lab.ansible import run_playbook
+from lab.bundle import build_bundle
 from lab.collector import Collector
 from lab.db.ingest import get_or_create_stack
 from lab.db.models import Campaign, Phase, Run, Sample
@@ -169,7 +170,8 @@ class CampaignRunner:
         hosts = {h.name: h for h in self.plan.hosts}
         used = sorted({r.node for r in self.plan.runs})
         inventory = self.plan.inventory.source
-        prepared = run_playbook("prepare.yml", inventory, extravars={"lab_campaign": self.name},
+        prepared = run_playbook("prepare.yml", inventory,
+                                extravars={"lab_campaign": self.name, "lab_agent_bundle": str(build_bundle())},
                                 limit=",".join(used), forks=len(used))
         broken = {n: "; ".join(prepared.hosts[n].messages) if n in prepared.hosts else "not reached"
                   for n in used if n not in prepared.hosts or n in prepared.failed_hosts}
@@ -183,10 +185,12 @@ class CampaignRunner:
         return self._finish()
 
     def _rounds(self) -> list[list[RunSpec]]:
-        rounds: dict[tuple[str, int], list[RunSpec]] = {}
+        """Round k holds each node's k-th run, so nodes on different stacks (chips) run side by side."""
+        queues: dict[str, list[RunSpec]] = {}
         for spec in self.plan.runs:
-            rounds.setdefault((spec.stack, spec.repeat), []).append(spec)
-        return list(rounds.values())
+            queues.setdefault(spec.node, []).append(spec)
+        depth = max(len(q) for q in queues.values())
+        return [[q[k] for q in queues.values() if k < len(q)] for k in range(depth)]
 
     def _round(self, runs: list[RunSpec], hosts: dict[str, Host], collector: Collector, broken: dict[str, str]) -> None:
         """One stack x repeat on its nodes: every phase in order; a node that fails stops its own run only."""
@@ -228,7 +232,7 @@ class CampaignRunner:
                     self._fail_run(self.run_ids[spec.index], f"{phase.name}: {kind}: {why}")
                     del active[node]
                 else:
-                    self._end_phase(spec, index, None, None)
+                    self._end_phase(spec, index, None, None, host.facts.get("lab_phase_boot_id"))
 
     def _poll_loop(self, collector: Collector, nodes: list[str], stop: threading.Event) -> None:
         while not stop.wait(POLL_SECONDS):
@@ -252,7 +256,8 @@ class CampaignRunner:
                 phase.status = status
                 phase.started_at = datetime.now(UTC)
 
-    def _end_phase(self, spec: RunSpec, index: int, status: str | None, error: str | None) -> None:
+    def _end_phase(self, spec: RunSpec, index: int, status: str | None, error: str | None,
+                   boot_id: str | None = None) -> None:
         """Close a phase: its status from the agent's phase_end record (unless the node failed) and its boot."""
         run_id = self.run_ids[spec.index]
         with Session(self.engine) as session, session.begin():
@@ -261,14 +266,13 @@ class CampaignRunner:
                                                            Sample.step.in_(("phase_start", "phase_end")))).all()
             starts = [r for r in records if r.step == "phase_start"]
             ends = [r for r in records if r.step == "phase_end"]
-            if starts:
-                phase.boot_id = starts[-1].boot_id
+            phase.boot_id = starts[-1].boot_id if starts else boot_id
             if status is None:
                 if ends:
                     status = (ends[-1].extra or {}).get("status", "ok")
                     error = ends[-1].error
                 else:
-                    status = "ok" if not self.plan.loaded.scenario.phases[index].steps else "ok"
+                    status = "ok"  # a phase of reboot and provisioning only: Ansible reported success
             if status == "device_error":
                 run = session.get(Run, run_id)
                 run.error = run.error or error

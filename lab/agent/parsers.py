@@ -172,7 +172,7 @@ _PREFIX = re.compile(
     r"|\[(?P<ctime>[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4})\]\s*"
     r"|(?P<wall>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?"
     r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)\s+)?"
-    r"(?:(?P<host>[\w.-]+) kernel: )?"
+    r"(?:(?P<host>[\w.-]+) kernel(?:\[\d+\])?: )?"
 )
 _DRIVER_LINE = re.compile(
     r"^(?P<driver>hailo1x_pci|hailo1x|hailo_pci|hailo)(?: (?P<device>" + PCI_ADDRESS + r"))?: (?P<message>.*?)\s*$"

@@ -137,6 +137,8 @@ class Agent:
                 fields["fps"] = result.get("fps")
                 temp = result.get("temperature") or {}
                 fields.update(temp_mean=temp.get("mean"), temp_min=temp.get("min"), temp_max=temp.get("max"))
+                if not temp:  # HailoRT 4.x prints no temperature: ask the chip, right after the run
+                    fields.update(self._temperature())
                 fields["throttled"] = self.throttled()
                 self.record("sample", **fields)
             else:

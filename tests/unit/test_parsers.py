@@ -214,3 +214,17 @@ def test_run2_round_trip(nets: dict) -> None:
     r = parsers.parse_run2(text)
     assert r.networks == {n: float(v) for n, v in nets.items()}
     assert (r.network, r.fps) == next(iter(r.networks.items()))
+
+
+def test_dmesg_from_a_virtual_nodes_journal() -> None:
+    """The virtual node's kernel-log view: journalctl short-monotonic with the `kernel[pid]:` identifier."""
+    text = (
+        "[ 1992.995642] node1 kernel[45]: hailo1x: Init module. driver version 5.3.0\n"
+        "[ 1992.995741] node1 kernel[45]: hailo1x 0001:01:00.0: Probing on: 1e60:45c4...\n"
+        "[ 1995.583000] node1 kernel[45]: hailo1x 0001:01:00.0: Firmware loaded in 2587 ms\n"
+        "[ 1995.583100] node1 kernel[45]: hailo1x 0001:01:00.0: Probing: Added board 1e60-45c4, /dev/hailo0\n"
+    )
+    result = parsers.parse_dmesg(text)
+    assert (result.driver, result.driver_version, result.firmware_load_ms) == ("hailo1x", "5.3.0", 2587)
+    assert [e.host for e in result.events] == ["node1"] * 4
+    assert result.events[0].time == 1992.995642
