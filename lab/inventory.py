@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,8 +101,10 @@ def load(name_or_path: str) -> Inventory:
     # An inventory Ansible cannot parse is an error here, not a warning followed by "no hosts".
     C.INVENTORY_UNPARSED_IS_FAILED = True
     C.INVENTORY_ANY_UNPARSED_IS_FAILED = True
+    noise = io.StringIO()
     try:
-        manager = InventoryManager(loader=loader, sources=[str(path)])
+        with contextlib.redirect_stderr(noise):  # Ansible warns once per plugin; the error says it once
+            manager = InventoryManager(loader=loader, sources=[str(path)])
     except AnsibleError as exc:
         first = " ".join(str(exc).split())[:300]
         raise InventoryError(f"cannot read inventory: {first}", str(path),
