@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -42,6 +43,7 @@ class Plan:
     inventory: Inventory
     hosts: list[Host]
     runs: list[RunSpec]
+    limit: str | None = None
 
 
 def plan_campaign(scenario_path: str | Path, inventory_name: str, limit: str | None = None) -> Plan:
@@ -51,7 +53,7 @@ def plan_campaign(scenario_path: str | Path, inventory_name: str, limit: str | N
     hosts = inv.select(limit)
     chips = {h.name: h.chip for h in hosts if h.chip}
     runs = expand_matrix(loaded.scenario, [h.name for h in hosts], inv.groups, chips, loaded.stacks)
-    return Plan(loaded, inv, hosts, runs)
+    return Plan(loaded, inv, hosts, runs, limit)
 
 
 def _argv(value: Any) -> list[str] | None:
@@ -140,14 +142,20 @@ class CampaignRunner:
         self.on_phase = on_phase or (lambda node, phase: None)
         self.campaign_id: int | None = None
         self.run_ids: dict[int, int] = {}  # RunSpec.index -> run id
+        self.broken: dict[str, str] = {}  # node -> why it could not be prepared
+        self.resuming = False
+        self.done_phases: dict[int, set[int]] = {}  # run id -> indexes of finished phases (resume)
 
     # ---- set-up -------------------------------------------------------------------------
     def create(self) -> int:
         """Write the campaign, its stacks, runs and pending phases."""
         loaded = self.plan.loaded
         with Session(self.engine) as session, session.begin():
+            settings = {"scenario_path": str(loaded.path), "limit": self.plan.limit,
+                        "stacks": {n: st.model_dump(mode="json") for n, st in loaded.stacks.items()}}
             campaign = Campaign(name=self.name, scenario_name=loaded.scenario.name, scenario_text=loaded.text,
-                                inventory=str(self.plan.inventory.source), command_line=self.command_line)
+                                inventory=str(self.plan.inventory.source), command_line=self.command_line,
+                                settings=settings)
             session.add(campaign)
             session.flush()
             for spec in self.plan.runs:
@@ -163,19 +171,38 @@ class CampaignRunner:
             self.campaign_id = campaign.id
         return self.campaign_id
 
+    def used_nodes(self) -> list[str]:
+        return sorted({r.node for r in self.plan.runs})
+
+    def prepare(self) -> None:
+        """Deploy the agent and take every node's lock; refuse (exit 2) when another campaign holds one."""
+        used = self.used_nodes()
+        prepared = run_playbook("prepare.yml", self.plan.inventory.source,
+                                extravars={"lab_campaign": self.name, "lab_agent_bundle": str(build_bundle())},
+                                limit=",".join(used), forks=len(used))
+        self.broken = {n: explain("; ".join(prepared.hosts[n].messages) if n in prepared.hosts else "not reached")
+                       for n in used if n not in prepared.hosts or n in prepared.failed_hosts}
+        locked = {n: why for n, why in self.broken.items() if "in use by campaign" in why}
+        if locked:
+            run_playbook("release.yml", self.plan.inventory.source, extravars={"lab_campaign": self.name},
+                         limit=",".join(used), forks=len(used))
+            node, why = sorted(locked.items())[0]
+            owner = why.split("in use by campaign", 1)[1].split()[0]
+            raise ConfigError(f"{node} is in use by campaign {owner} (a per-node lock, /var/lib/lab-agent/lock)",
+                              str(self.plan.inventory.source),
+                              "wait for that campaign to finish; if it is gone, `lab resume` it or remove the lock")
+
     # ---- execution ----------------------------------------------------------------------
     def execute(self) -> int:
         """Run every round (stack x repeat) phase by phase; returns 0, or 1 if any run hit an infra error."""
         assert self.campaign_id is not None
         hosts = {h.name: h for h in self.plan.hosts}
-        used = sorted({r.node for r in self.plan.runs})
+        used = self.used_nodes()
         inventory = self.plan.inventory.source
-        prepared = run_playbook("prepare.yml", inventory,
-                                extravars={"lab_campaign": self.name, "lab_agent_bundle": str(build_bundle())},
-                                limit=",".join(used), forks=len(used))
-        broken = {n: "; ".join(prepared.hosts[n].messages) if n in prepared.hosts else "not reached"
-                  for n in used if n not in prepared.hosts or n in prepared.failed_hosts}
+        broken = self.broken
         collector = Collector(self.engine, self.name, self.campaign_id, [hosts[n] for n in used], self.on_record)
+        if self.resuming:
+            collector.poll([n for n in used if n not in broken])  # catch up on what nodes recorded meanwhile
         try:
             for runs in self._rounds():
                 self._round(runs, hosts, collector, broken)
@@ -196,19 +223,27 @@ class CampaignRunner:
         """One stack x repeat on its nodes: every phase in order; a node that fails stops its own run only."""
         active = {}
         for spec in runs:
+            run_id = self.run_ids[spec.index]
+            if self.resuming and run_id not in self.done_phases:
+                continue  # finished (or failed) before the controller stopped
             if spec.node in broken:
-                self._fail_run(self.run_ids[spec.index], f"prepare failed: {broken[spec.node]}")
+                self._fail_run(run_id, f"prepare failed: {broken[spec.node]}")
             else:
                 active[spec.node] = spec
         self._mark_runs(active.values(), "running")
         for index, phase in enumerate(self.plan.loaded.scenario.phases):
-            if not active:
-                return
+            todo = {n: sp for n, sp in active.items() if index not in self.done_phases.get(self.run_ids[sp.index], ())}
+            if not todo:
+                continue
             specs = {}
-            for node, spec in active.items():
+            for node, spec in todo.items():
                 stack = self.plan.loaded.stacks[spec.stack]
-                specs[node] = host_phase_spec(self.name, self.plan, index, self.run_ids[spec.index], hosts[node], stack)
+                run_id = self.run_ids[spec.index]
+                specs[node] = host_phase_spec(self.name, self.plan, index, run_id, hosts[node], stack)
+                if self.resuming and self._phase_begun(run_id, index):
+                    specs[node]["reboot"] = False  # the interrupted attempt already rebooted; its agent resumes
                 self.on_phase(node, phase.name)
+            active_all, active = active, todo
             self._mark_phases(active.values(), index, "running")
             stop = threading.Event()
             poller = threading.Thread(target=self._poll_loop, args=(collector, list(active), stop), daemon=True)
@@ -226,13 +261,22 @@ class CampaignRunner:
             for node, spec in list(active.items()):
                 host = result.hosts.get(node)
                 if host is None or host.unreachable or host.failed:
-                    why = "; ".join(host.messages) if host else "the playbook never reached the node"
+                    why = explain("; ".join(host.messages) if host else "the playbook never reached the node")
                     kind = "unreachable" if host is None or host.unreachable else "failed"
                     self._end_phase(spec, index, "infra_error", f"{phase.name}: {kind}: {why}")
                     self._fail_run(self.run_ids[spec.index], f"{phase.name}: {kind}: {why}")
-                    del active[node]
+                    del active_all[node]
                 else:
                     self._end_phase(spec, index, None, None, host.facts.get("lab_phase_boot_id"))
+            active = active_all
+
+    def _phase_begun(self, run_id: int, index: int) -> bool:
+        """Whether the node's agent already started this phase (so its reboot is done)."""
+        with Session(self.engine) as session:
+            phase = session.scalar(select(Phase).where(Phase.run_id == run_id, Phase.index == index))
+            return session.scalar(select(Sample.id).where(
+                Sample.run_id == run_id, Sample.phase_id == phase.id,
+                Sample.step.in_(("phase_start", "phase_resume"))).limit(1)) is not None
 
     def _poll_loop(self, collector: Collector, nodes: list[str], stop: threading.Event) -> None:
         while not stop.wait(POLL_SECONDS):
@@ -312,13 +356,77 @@ class CampaignRunner:
         return code
 
 
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+HOST_KEY_SIGNS = ("Host key verification failed", "REMOTE HOST IDENTIFICATION HAS CHANGED", "host key")
+
+
+def explain(why: str) -> str:
+    """A node failure in words a person can act on (host key problems above all)."""
+    if any(sign in why for sign in HOST_KEY_SIGNS):
+        return ("host key changed or unknown: the node's SSH host key does not match known_hosts; "
+                "verify the node, then update known_hosts")
+    return why
+
+
+def check_campaign_name(name: str) -> str:
+    """A campaign name becomes a directory on every node: letters, digits, '.', '_' and '-' only."""
+    if not NAME_RE.fullmatch(name):
+        raise ConfigError(f"invalid campaign name {name!r}", "--name",
+                          "use letters, digits, '.', '_' and '-' (it names a directory on every node)")
+    return name
+
+
 def run_campaign(engine: Engine, plan: Plan, name: str | None = None, command_line: str = "",
                  on_record=None, on_phase=None) -> tuple[str, int, int]:
-    """Create and execute a campaign; returns (name, campaign id, exit status)."""
-    name = name or new_campaign_name(plan.loaded.scenario.name)
-    runner = CampaignRunner(engine, plan, name, command_line, on_record, on_phase)
+    """Lock the nodes, create and execute a campaign; returns (name, campaign id, exit status).
+
+    Nothing is written to the database before every node is locked for this campaign, so a refused
+    or invalid campaign leaves no trace.
+    """
+    name = check_campaign_name(name or new_campaign_name(plan.loaded.scenario.name))
     with Session(engine) as session:
         if session.scalar(select(Campaign.id).where(Campaign.name == name)) is not None:
             raise ConfigError(f"a campaign named {name!r} already exists", "--name", "pick another name or omit --name")
+    runner = CampaignRunner(engine, plan, name, command_line, on_record, on_phase)
+    runner.prepare()
     campaign_id = runner.create()
     return name, campaign_id, runner.execute()
+
+
+def plan_from_campaign(campaign: Campaign) -> Plan:
+    """Rebuild a stored campaign's plan: its scenario text, its pinned stacks, its inventory, its runs."""
+    from lab.scenario import parse_scenario
+
+    settings = campaign.settings or {}
+    stacks = {n: Stack.model_validate(d) for n, d in (settings.get("stacks") or {}).items()}
+    scenario = parse_scenario(campaign.scenario_text, settings.get("scenario_path") or campaign.scenario_name)
+    path = Path(settings.get("scenario_path") or ".")
+    loaded = LoadedScenario(path, campaign.scenario_text, scenario, stacks, path.parent)
+    inv = inventory_mod.load(campaign.inventory or "")
+    hosts = inv.select(settings.get("limit"))
+    runs = [RunSpec(r.index, r.node, r.stack.name, r.repeat, inv.hosts[r.node].chip if r.node in inv.hosts else None)
+            for r in campaign.runs]
+    missing = sorted({r.node for r in runs} - set(inv.hosts))
+    if missing:
+        raise ConfigError(f"the inventory no longer has node {missing[0]}", campaign.inventory,
+                          "restore the inventory the campaign ran with")
+    return Plan(loaded, inv, hosts, runs, settings.get("limit"))
+
+
+def resume_campaign(engine: Engine, ref: str, on_record=None, on_phase=None) -> tuple[str, int, int]:
+    """Finish a campaign whose controller stopped: finished phases are kept, begun ones resume on the nodes."""
+    from lab.report.summary import find_campaign
+
+    with Session(engine) as session:
+        campaign = find_campaign(session, ref)
+        if campaign.status != "running":
+            return campaign.name, campaign.id, int(campaign.exit_status or 0)
+        plan = plan_from_campaign(campaign)
+        runner = CampaignRunner(engine, plan, campaign.name, campaign.command_line or "", on_record, on_phase)
+        runner.campaign_id, runner.resuming = campaign.id, True
+        for run in campaign.runs:
+            runner.run_ids[run.index] = run.id
+            if run.status in ("pending", "running"):
+                runner.done_phases[run.id] = {p.index for p in run.phases if p.status not in ("pending", "running")}
+    runner.prepare()
+    return campaign.name, campaign.id, runner.execute()

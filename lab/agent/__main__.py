@@ -27,7 +27,9 @@ def main(argv=None) -> int:
     fcntl.flock(lock, fcntl.LOCK_EX)
     log = RecordLog(os.path.join(workdir, "records.jsonl"))
     try:
-        status = Agent(spec, log, workdir).run_phase()
+        agent = Agent(spec, log, workdir)
+        agent.resume_from(log.existing)
+        status = agent.run_phase()
     finally:
         log.close()
     print(json.dumps({"phase": spec.get("phase"), "status": status, "last_seq": log.seq}))

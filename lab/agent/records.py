@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import time
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 
 class RecordLog:
@@ -15,9 +15,10 @@ class RecordLog:
     def __init__(self, path: str):
         self.path = path
         self.seq = 0
-        if os.path.exists(path):
-            for record in read_records(path):
-                self.seq = max(self.seq, int(record.get("seq", 0)))
+        _drop_torn_tail(path)
+        self.existing: List[Dict[str, Any]] = list(read_records(path)) if os.path.exists(path) else []
+        for record in self.existing:
+            self.seq = max(self.seq, int(record.get("seq", 0)))
         self._fh = open(path, "a", encoding="utf-8")
 
     def append(self, kind: str, **fields: Any) -> Dict[str, Any]:
@@ -32,6 +33,16 @@ class RecordLog:
 
     def close(self) -> None:
         self._fh.close()
+
+
+def _drop_torn_tail(path: str) -> None:
+    """Cut a last line that a power cut left half-written, so the next record starts on its own line."""
+    if not os.path.exists(path):
+        return
+    with open(path, "rb+") as fh:
+        data = fh.read()
+        if data and not data.endswith(b"\n"):
+            fh.truncate(data.rfind(b"\n") + 1)
 
 
 def read_records(path: str, offset: int = 0) -> Iterator[Dict[str, Any]]:

@@ -34,6 +34,17 @@ class Agent:
         self.phase = spec["phase"]
         self.base = {"run_key": spec.get("run_key"), "phase": self.phase, "phase_index": spec.get("phase_index")}
         self.nominal = 0.0  # nominal seconds elapsed in this phase (time-scale independent)
+        self.prior: List[Dict[str, Any]] = []  # this phase's records from an earlier, interrupted attempt
+
+    def resume_from(self, records: List[Dict[str, Any]]) -> None:
+        """Remember what an interrupted attempt of this phase already recorded, so nothing is measured twice."""
+        key = (self.spec.get("run_key"), self.spec.get("phase_index"))
+        self.prior = [r for r in records if (r.get("run_key"), r.get("phase_index")) == key]
+
+    def _done_runs(self, index: int) -> int:
+        """How many runs of step `index` an earlier attempt completed."""
+        return max([int(r.get("run") or 0) for r in self.prior
+                    if r.get("step_index") == index and r.get("kind") == "sample" and not r.get("error")] or [0])
 
     # ---- helpers ---------------------------------------------------------------------
     def record(self, kind: str, **fields: Any) -> Dict[str, Any]:
@@ -122,7 +133,7 @@ class Agent:
         if step.get("power_mode"):
             argv += ["--power-mode", str(step["power_mode"])]
         runs = int(step.get("runs") or 1)
-        for k in range(1, runs + 1):
+        for k in range(self._done_runs(index) + 1, runs + 1):
             started = time.time()
             proc = self.tool(argv, t * self.scale * 4 + TOOL_TIMEOUT_MARGIN)
             self.nominal += t
@@ -156,7 +167,7 @@ class Agent:
         hp = self._platform()
         hef, frames = self.hef(step), int(step.get("frames") or 100)
         count = int(step.get("count") or 1)
-        for k in range(1, count + 1):
+        for k in range(self._done_runs(index) + 1, count + 1):
             try:
                 with hp.VDevice(hp.VDevice.create_params()) as vdevice:
                     model = vdevice.create_infer_model(hef)
@@ -290,11 +301,27 @@ class Agent:
 
     # ---- the phase -------------------------------------------------------------------
     def run_phase(self) -> str:
-        """Run every step; after a device failure skip the remaining device steps but still collect."""
-        self.record("phase_start", steps=len(self.spec.get("steps") or []))
+        """Run every step; after a device failure skip the remaining device steps but still collect.
+
+        A phase interrupted earlier (controller killed, agent restarted) continues where its records
+        end: finished steps and benchmark runs are not repeated, and a finished phase is not rerun.
+        """
+        ended = [r for r in self.prior if r.get("kind") == "phase_end"]
+        if ended:
+            return str(ended[-1].get("status") or "ok")
         status, error = "ok", None
+        if self.prior:
+            self.record("phase_resume", after_seq=max(int(r.get("seq", 0)) for r in self.prior))
+            failed = [r for r in self.prior if r.get("error") and r.get("step") in DEVICE_STEPS and not r.get("skipped")]
+            if failed:
+                status, error = "device_error", str(failed[-1]["error"])
+        else:
+            self.record("phase_start", steps=len(self.spec.get("steps") or []))
+        started = {r.get("step_index") for r in self.prior}
         for index, step in enumerate(self.spec.get("steps") or []):
             kind = step.get("kind")
+            if index in started and kind not in ("benchmark", "configure_cycles"):
+                continue  # done (or begun) by the interrupted attempt
             if kind in DEVICE_STEPS and status == "device_error":
                 self.record("event", step=kind, step_index=index, skipped=True, error="skipped after device failure")
                 continue

@@ -34,17 +34,22 @@ def run(
     command = shlex.join(["lab", *sys.argv[1:]]) if sys.argv else "lab run"
     with Progress([h.name for h in plan.hosts]) as progress:
         name, campaign_id, code = run_campaign(engine, plan, name, command, progress.on_record, progress.on_phase)
+    _print_summary(engine, name, as_json)
+    raise typer.Exit(code)
+
+
+def _print_summary(engine, name: str, as_json: bool) -> None:
+    """The campaign's runs at the end of `lab run` / `lab resume`."""
     from lab.report.summary import campaign_summary
 
     summary = campaign_summary(engine, name)
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
-    else:
-        typer.echo(f"campaign {name}: {summary['status']}")
-        for r in summary["runs"]:
-            typer.echo(f"  {r['node']:<10} {r['stack']:<12} repeat {r['repeat']}  {r['verdict'] or r['status']:<12} "
-                       f"{r['samples']} samples  {r['error'] or ''}".rstrip())
-    raise typer.Exit(code)
+        return
+    typer.echo(f"campaign {name}: {summary['status']}")
+    for r in summary["runs"]:
+        typer.echo(f"  {r['node']:<10} {r['stack']:<12} repeat {r['repeat']}  {r['verdict'] or r['status']:<12} "
+                   f"{r['samples']} samples  {r['error'] or ''}".rstrip())
 
 
 def load_stack_ref(ref: str):
@@ -88,3 +93,23 @@ def provision(
         msg = "; ".join(r.messages) if r and state == "failed" else ""
         typer.echo(f"{h.name:<10} {pinned.name}: {state} {msg}".rstrip())
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command("resume")
+def resume(
+    campaign: str = typer.Argument(..., help="Campaign name or id (see `lab campaigns`)."),
+    db: str = typer.Option(None, "--db", help="Database URL (default: $LAB_DB, else sqlite:///lab.db)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document at the end."),
+) -> None:
+    """Finish a campaign whose controller stopped; nothing is measured twice, finished phases are kept.
+
+    Example:
+        lab resume cma_soak-20261121-220804-4b59
+    """
+    from lab.orchestrator import resume_campaign
+
+    engine = open_database(db)
+    with Progress([]) as progress:
+        name, _, code = resume_campaign(engine, campaign, progress.on_record, progress.on_phase)
+    _print_summary(engine, name, as_json)
+    raise typer.Exit(code)

@@ -76,6 +76,8 @@ class Campaign(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     command_line: Mapped[str | None] = mapped_column(Text)
     exit_status: Mapped[int | None] = mapped_column(Integer)
+    # What `lab resume` needs to rebuild the plan: scenario path, the pinned stacks as loaded, --limit.
+    settings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     runs: Mapped[list[Run]] = relationship(back_populates="campaign", cascade="all, delete-orphan",
                                            order_by="Run.index")
