@@ -124,6 +124,24 @@ def host_phase_spec(campaign: str, plan: Plan, phase_index: int, run_id: int, ho
     }
 
 
+def run_verdict(session: Session, run_id: int, device_error: str | None) -> str:
+    """A run's verdict: each phase's benchmark series is judged on its own (a reboot resets the chip);
+    the run is degraded if any phase degraded, a device error wins, and no sample at all is an infra error."""
+    rows = session.execute(select(Sample.phase_id, Sample.fps, Sample.temp, Sample.configure_count)
+                           .where(Sample.run_id == run_id, Sample.step == "benchmark", Sample.fps.is_not(None))
+                           .order_by(Sample.seq)).all()
+    by_phase: dict[int | None, list[RunSample]] = {}
+    for phase_id, fps, temp, configures in rows:
+        series = by_phase.setdefault(phase_id, [])
+        series.append(RunSample(len(series) + 1, fps, temp, configures))
+    verdicts = [classify_run(series, device_error=device_error).verdict.value for series in by_phase.values()]
+    if device_error:
+        return "device_error"
+    if not verdicts:
+        return classify_run([]).verdict.value
+    return "degraded" if "degraded" in verdicts else "stable"
+
+
 def new_campaign_name(scenario: str) -> str:
     """A unique, sortable campaign name: scenario, UTC time, a short random suffix."""
     return f"{scenario}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
@@ -342,11 +360,7 @@ class CampaignRunner:
                     infra = True
                     continue
                 device_error = next((p.error or "device error" for p in run.phases if p.status == "device_error"), None)
-                rows = session.scalars(select(Sample).where(Sample.run_id == run.id, Sample.step == "benchmark",
-                                                            Sample.fps.is_not(None)).order_by(Sample.seq)).all()
-                series = [RunSample(i + 1, r.fps, r.temp, r.configure_count) for i, r in enumerate(rows)]
-                verdict = classify_run(series, device_error=device_error)
-                run.verdict = verdict.verdict.value
+                run.verdict = run_verdict(session, run.id, device_error)
                 run.status = "done"
                 run.finished_at = datetime.now(UTC)
             code = 1 if infra else 0
