@@ -111,6 +111,17 @@ def test_idle_time_scaling():
     assert Clock(0.0).idle_nominal(5) == pytest.approx(0.25)
 
 
+def test_slow_process_start_up_is_not_idle_time():
+    """A first operation after another process's: this process's own start-up counts 1:1, however long."""
+    clock = Clock(0.01, started=100.0)
+    # previous operation at 99.0 (another process); this one started at 100.0 and reached the chip at 100.6
+    assert clock.idle_nominal(1.6, end=100.6) == pytest.approx(0.6 + 0.25 + 0.75 / 0.01)
+    # an operation after this process's own earlier one: the whole gap is idle time as before
+    assert clock.idle_nominal(1.6, end=102.0) == pytest.approx(0.25 + 1.35 / 0.01)
+    # start-up counts 1:1 only up to STARTUP_MAX_S (a process that waited before its first operation)
+    assert clock.idle_nominal(10.0, end=108.0) == pytest.approx(2.0 + 0.25 + 7.75 / 0.01)
+
+
 def test_time_scale_is_read_from_the_fleet(tmp_path):
     (tmp_path / "fleet.json").write_text(json.dumps({"time_scale": 0.02, "fleet": "x"}))
     assert hw.load_time_scale(hw.Paths({hw.HW_DIR_ENV: str(tmp_path)})) == 0.02

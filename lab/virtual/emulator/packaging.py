@@ -17,7 +17,6 @@ from lab.virtual.emulator import packages
 
 RECIPE_VERSION = 1
 SOURCE_DATE_EPOCH = 1767225600  # 2026-01-01: fixed mtimes and Release date, so builds are reproducible
-KEEP_OLD = 2  # older repositories kept next to the current one (a running fleet may still mount them)
 REPO_LINE = "deb [trusted=yes] file:/srv/lab-apt ./"
 
 
@@ -149,12 +148,5 @@ def build_repository(dest: Path) -> Path:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    _prune(dest, keep=final)
+    # Older repositories are kept: a running fleet may still bind-mount one (remove the cache by hand).
     return final
-
-
-def _prune(dest: Path, keep: Path) -> None:
-    """Remove all but the newest KEEP_OLD older repositories."""
-    old = sorted((p for p in dest.glob("repo-*") if p != keep and p.is_dir()), key=lambda p: p.stat().st_mtime)
-    for path in old[:-KEEP_OLD] if KEEP_OLD else old:
-        shutil.rmtree(path, ignore_errors=True)

@@ -106,7 +106,7 @@ class Chip:
         if s.get("active") and pid_alive(s["active"]):
             return
         s["active"] = None
-        self._idle(s, self.clock.idle_nominal(now - s["r"]))
+        self._idle(s, self.clock.idle_nominal(now - s["r"], end=now))
         s["r"] = max(s["r"], now)
 
     def _idle(self, s: dict, nominal: float) -> None:

@@ -142,6 +142,9 @@ CONFIGURE_MS = 45.79
 # Real seconds of a gap between two device operations that count 1:1 before time scaling applies
 # (process start-up does not run faster at a small time scale; see docs/emulator.md).
 IDLE_GRACE_S = 0.25
+# Real seconds at most of a process's own start-up (interpreter, imports) that count 1:1 when its first
+# device operation follows another process's: a busy host must not turn a slow start-up into idle time.
+STARTUP_MAX_S = 2.0
 
 # The chip-side OS of the Hailo-10H (verbatim from the seed's runtime log).
 CHIP_OS_VERSION = (
