@@ -9,10 +9,10 @@ VENV := .venv
 LAB := $(VENV)/bin/lab
 STAMPS := .stamps
 
-# System packages: the fleet (debootstrap, systemd-nspawn, ssh), packaging of the emulated
-# Hailo software (dpkg-dev, apt-utils), the venv, and PostgreSQL for the database tests.
+# System packages: the fleet (debootstrap, systemd-nspawn, ssh), the venv, PostgreSQL for the
+# database tests and Debian's chromium for checking HTML reports in a real browser.
 APT_PACKAGES := debootstrap systemd-container openssh-client python3 python3-venv python3-dev \
-	gcc dpkg-dev apt-utils fakeroot kmod util-linux mount procps iproute2 postgresql ca-certificates
+	gcc kmod util-linux mount procps iproute2 postgresql ca-certificates chromium
 APT_KEY := $(shell echo $(APT_PACKAGES) | sha256sum | cut -c1-12)
 PY_KEY := $(shell sha256sum pyproject.toml | cut -c1-12)
 
@@ -38,11 +38,11 @@ $(STAMPS)/venv-$(PY_KEY): $(STAMPS)/apt-$(APT_KEY)
 setup: $(STAMPS)/venv-$(PY_KEY)
 
 demo: setup
-	$(LAB) fleet up --nodes 4 --time-scale 0.02
-	$(LAB) fleet status
-	ANSIBLE_CONFIG=ansible.cfg $(VENV)/bin/ansible-playbook -i inventory/virtual.yml playbooks/smoke.yml
-	$(LAB) fleet status
-	@echo "the fleet stays up; 'lab fleet down' ($(LAB) fleet down) removes it"
+	$(LAB) fleet up --profile profiles/mixed.yaml --time-scale 0.02
+	$(LAB) run scenarios/cma_soak.yaml --inventory virtual --name demo-$$(date +%Y%m%d-%H%M%S)
+	$(LAB) campaigns
+	@echo "the fleet stays up: '$(LAB) report CAMPAIGN --format html -o report.html' for a report,"
+	@echo "'$(LAB) fleet down' removes the fleet (every process, mount and file of it)"
 
 test: setup
 	scripts/with-postgres $(VENV)/bin/pytest -q -p no:cacheprovider tests

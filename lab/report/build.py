@@ -1,0 +1,58 @@
+"""One call per report: load the campaign, render it in a format, write it to a stream or atomically to a file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from sqlalchemy.engine import Engine
+
+from lab.errors import ConfigError
+from lab.report.export import write_csv, write_json
+from lab.report.load import artifact_bytes, load_report
+from lab.report.model import CampaignModel
+from lab.report.render import embed_choice, render_html, render_markdown, render_text
+
+FORMATS = ("text", "md", "html", "csv", "json")
+SUFFIX = {"text": ".txt", "md": ".md", "html": ".html", "csv": ".csv", "json": ".json"}
+
+
+def write_report(engine: Engine, ref: str, fmt: str, out: TextIO) -> CampaignModel:
+    """Render campaign `ref` as `fmt` onto `out`; returns the model it rendered."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}", "--format", f"use one of {', '.join(FORMATS)}")
+    if fmt == "csv":
+        return write_csv(engine, ref, out)
+    if fmt == "json":
+        return write_json(engine, ref, out)
+    model = load_report(engine, ref)
+    if fmt == "text":
+        out.write(render_text(model))
+    elif fmt == "md":
+        out.write(render_markdown(model))
+    else:
+        blobs = dict(artifact_bytes(engine, embed_choice(model.artifacts)))
+        out.write(render_html(model, blobs))
+    return model
+
+
+def write_atomic(path: Path, write: Callable[[TextIO], object]) -> None:
+    """Write a text file through a temporary file in the same directory, then rename it into place (mode 0600)."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise ConfigError("the output directory does not exist", str(directory), "create it or pick another -o PATH")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

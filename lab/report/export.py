@@ -1,0 +1,128 @@
+"""CSV and JSON of every sample and verdict, written in the same single pass that loads the campaign."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime
+from typing import Any, TextIO
+
+from sqlalchemy.engine import Engine
+
+from lab.report.findings import compute_findings, run_finding
+from lab.report.load import SAMPLE_COLUMNS, iso_ts, load_series, open_campaign
+from lab.report.model import CampaignModel, RunFinding, RunInfo
+
+TS = 2 + SAMPLE_COLUMNS.index("ts")  # position in a scanned row: run id, phase id, then the columns
+CSV_HEADER = ("campaign", "run", "node", "unit", "stack", "repeat", "verdict", "phase") + SAMPLE_COLUMNS + ("extra",)
+JSON_COLUMNS = ("run", "phase") + SAMPLE_COLUMNS + ("extra",)
+
+
+def write_csv(engine: Engine, ref: str, out: TextIO) -> CampaignModel:
+    """One row per record (every step) with its run's verdict; floats exact, ts ISO 8601 UTC, extra as JSON."""
+    model = open_campaign(engine, ref)
+    writer = csv.writer(out)  # RFC 4180: CRLF, so a field holding a lone CR or LF is quoted too
+    writer.writerow(CSV_HEADER)
+    names = {p.id: p.name for run in model.runs for p in run.phases}
+    known: dict[int, RunFinding] = {}
+
+    def rows(run: RunInfo, raw: list) -> None:
+        """Write one run's records as CSV rows, with the run's verdict computed first."""
+        known[run.index] = finding = run_finding(run)  # the run's verdict is known once its records are in
+        head = (model.campaign.name, run.index, run.node, model.units[run.unit_key].label,
+                model.stacks[run.stack_id].name, run.repeat, finding.verdict)
+        for row in raw:
+            if row[TS].__class__ is not str:
+                row = list(row)
+                row[TS] = iso_ts(row[TS])
+            writer.writerow((*head, names.get(row[1]), *row[2:]))
+
+    load_series(engine, model, rows)
+    compute_findings(model, known)
+    return model
+
+
+def write_json(engine: Engine, ref: str, out: TextIO) -> CampaignModel:
+    """One JSON document: campaign and stacks, every sample (streamed), then units, runs, matrix, findings.
+
+    Samples are arrays in the order of `sample_columns` (a million objects would repeat every key a
+    million times); `extra` is the record's own JSON.
+    """
+    model = open_campaign(engine, ref)
+    head = json.dumps({"campaign": campaign_dict(model), "stacks": [vars(s) for s in model.stacks.values()],
+                       "sample_columns": list(JSON_COLUMNS)}, indent=2, default=_default, ensure_ascii=False)
+    out.write(head[:-2] + ',\n  "samples": [')
+    names = {p.id: p.name for run in model.runs for p in run.phases}
+    encode = json.JSONEncoder(ensure_ascii=False).encode  # C-accelerated for tuples of plain values
+    written = [0]
+
+    def rows(run: RunInfo, raw: list) -> None:
+        """Write one run's records as JSON arrays, `extra` spliced in as it is stored."""
+        lines = []
+        for row in raw:
+            values = (run.index, names.get(row[1]), *row[2:-1])
+            if row[TS].__class__ is not str:
+                values = (*values[:TS], iso_ts(row[TS]), *values[TS + 1:])
+            lines.append(f"{encode(values)[:-1]}, {row[-1] or 'null'}]")
+        if lines:
+            out.write(("\n    " if not written[0] else ",\n    ") + ",\n    ".join(lines))
+            written[0] += len(lines)
+
+    load_series(engine, model, rows)
+    compute_findings(model)
+    tail = json.dumps(report_document(model), indent=2, default=_default, ensure_ascii=False)
+    out.write(("\n  ]," if written[0] else "],") + tail[1:] + "\n")
+    return model
+
+
+def campaign_dict(model: CampaignModel) -> dict[str, Any]:
+    """The campaign's own fields, with the reproduction command and the scenario text."""
+    c = model.campaign
+    return {"id": c.id, "name": c.name, "scenario": c.scenario, "status": c.status, "started_at": c.started_at,
+            "finished_at": c.finished_at, "inventory": c.inventory, "command_line": c.command_line,
+            "exit_status": c.exit_status, "reproduce": c.reproduce, "scenario_text": c.scenario_text}
+
+
+def report_document(model: CampaignModel) -> dict[str, Any]:
+    """Units, runs with verdicts and analyses, matrix, stack totals, findings and artifacts, JSON-ready."""
+    f = model.findings
+    assert f is not None, "compute_findings first"
+    return {
+        "records": model.sample_count,
+        "units": [{"key": u.key, "node": u.node, "serial": u.serial, "soc_id": u.soc_id, "chip": u.chip,
+                   "board": u.board, "reported": u.observed} for u in model.units.values()],
+        "runs": [run_dict(model, run, f.runs[run.index]) for run in model.runs],
+        "matrix": [{"unit": cell.unit_key, "stack": model.stacks[cell.stack_id].name, "runs": cell.runs,
+                    **cell.counts.to_dict()} for cell in f.cells],
+        "stack_totals": [{"stack": model.stacks[t.stack_id].name, "units_degraded": t.units_degraded,
+                          "units_tested": t.units_tested, **t.counts.to_dict()} for t in f.stacks],
+        "findings": {"total": f.total.to_dict(), "thermal": vars(f.thermal), "trigger": vars(f.trigger),
+                     "recovery": [vars(a) for a in f.recovery]},
+        "artifacts": [vars(a) for a in model.artifacts],
+    }
+
+
+def run_dict(model: CampaignModel, run: RunInfo, finding: RunFinding) -> dict[str, Any]:
+    """One run: identity, verdict and why, the analyses behind it, recovery marks and phases."""
+    return {"index": run.index, "node": run.node, "unit": run.unit_key, "stack": model.stacks[run.stack_id].name,
+            "repeat": run.repeat, "status": run.status, "verdict": finding.verdict, "reason": finding.reason,
+            "recorded_verdict": run.recorded_verdict, "error": run.error, "started_at": run.started_at,
+            "finished_at": run.finished_at, "benchmarks": len(run.series),
+            "series": _dict(finding.series), "thermal": _dict(finding.thermal),
+            "recovery": _dict(finding.recovery), "attribution": _dict(finding.attribution),
+            "marks": [{"before_benchmark": pos + 1, "action": label} for pos, label in run.series.marks],
+            "reported": run.identity,
+            "phases": [{"index": p.index, "name": p.name, "status": p.status, "boot_id": p.boot_id,
+                        "error": p.error} for p in run.phases]}
+
+
+def _dict(result: Any) -> Any:
+    """An analysis result as a dict, or None."""
+    return None if result is None else result.to_dict()
+
+
+def _default(value: Any) -> Any:
+    """JSON for datetimes (ISO 8601)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")

@@ -1,0 +1,239 @@
+"""The campaign model: one campaign's runs, units, stacks, series and findings as plain dataclasses."""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from lab.analysis import (Attribution, RecoveryAnalysis, RunSample, SeriesAnalysis, ThermalAnalysis,
+                          VerdictCounts)
+
+PENDING = "pending"  # a run not finished yet: neither counted nor shown as a verdict
+
+
+@dataclass
+class CampaignInfo:
+    """What was run, where, when, and the command that reproduces it."""
+
+    id: int
+    name: str
+    scenario: str
+    scenario_text: str
+    inventory: str | None
+    status: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    command_line: str | None
+    exit_status: int | None
+    reproduce: str
+
+
+@dataclass
+class StackInfo:
+    """A pinned software stack: name and the HailoRT / driver / firmware versions."""
+
+    id: int
+    name: str
+    chip: str | None
+    hailort: str
+    driver: str
+    firmware: str
+
+
+@dataclass
+class UnitInfo:
+    """One Hailo device (identity survives reinstalls) and the versions it reported."""
+
+    key: str
+    node: str
+    serial: str | None = None
+    soc_id: str | None = None
+    chip: str | None = None
+    board: str | None = None
+    observed: list[dict[str, Any]] = field(default_factory=list)  # distinct identity reports
+
+    @property
+    def label(self) -> str:
+        """Node name, with the serial when the unit has one."""
+        return f"{self.node} ({self.serial})" if self.serial else self.node
+
+
+@dataclass
+class PhaseInfo:
+    """One phase of a run: status and the boot it ran in."""
+
+    index: int
+    name: str
+    status: str
+    boot_id: str | None
+    error: str | None
+    id: int | None = None
+
+
+@dataclass
+class ArtifactInfo:
+    """Raw tool output or a log kept whole, without its bytes (those are fetched only for HTML)."""
+
+    id: int
+    run_index: int | None
+    node: str | None
+    name: str
+    kind: str
+    sha256: str
+    size: int
+    path: str | None
+
+
+@dataclass
+class Segment:
+    """A stretch of a run's benchmarks: `soak` (fresh since boot) or `probe` after a recovery action."""
+
+    kind: str
+    boot: int
+    action: str | None
+    start: int
+    stop: int
+    lead: int = 0  # benchmarks at the start, before any other workload (a reboot's probe)
+    lead_open: bool = True
+    failure: str | None = None
+
+
+@dataclass
+class Series:
+    """A run's benchmarks in record order, as arrays (no object per sample); NaN marks a missing value."""
+
+    fps: array = field(default_factory=lambda: array("d"))
+    temp: array = field(default_factory=lambda: array("d"))
+    configures: array = field(default_factory=lambda: array("l"))
+    inference_s: array = field(default_factory=lambda: array("d"))
+    phase: array = field(default_factory=lambda: array("i"))
+    errors: dict[int, str] = field(default_factory=dict)
+    segments: list[Segment] = field(default_factory=list)
+    marks: list[tuple[int, str]] = field(default_factory=list)  # (benchmark position, action) before it
+    configure_phases: set[int] = field(default_factory=set)
+    infer_phases: set[int] = field(default_factory=set)
+    failure: tuple[int, str] | None = None  # (phase, error) of a device failure outside a recovery probe
+
+    def __len__(self) -> int:
+        """How many benchmarks the run recorded."""
+        return len(self.fps)
+
+    def samples(self, start: int = 0, stop: int | None = None, phases: set[int] | None = None) -> list[RunSample]:
+        """Benchmarks with an fps as RunSamples, numbered 1.. over the whole run."""
+        stop = len(self.fps) if stop is None else stop
+        out: list[RunSample] = []
+        append = out.append
+        rows = zip(range(start + 1, stop + 1), self.fps[start:stop], self.temp[start:stop],
+                   self.configures[start:stop], self.inference_s[start:stop], self.phase[start:stop])
+        for run, fps, temp, configures, inference, phase in rows:
+            if fps != fps or (phases is not None and phase not in phases):  # NaN: no fps
+                continue
+            append(RunSample(run, fps, None if temp != temp else temp, configures, inference))
+        return out
+
+    def fps_values(self, start: int, stop: int) -> list[float]:
+        """The fps of benchmarks [start, stop) that gave one."""
+        return [fps for fps in self.fps[start:stop] if fps == fps]
+
+
+@dataclass
+class RunInfo:
+    """One cell of the matrix: a node with one stack for one repeat, its phases and its benchmarks."""
+
+    id: int
+    index: int
+    node: str
+    unit_key: str
+    stack_id: int
+    repeat: int
+    status: str
+    recorded_verdict: str | None
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    phases: list[PhaseInfo] = field(default_factory=list)
+    series: Series = field(default_factory=Series)
+    identity: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunFinding:
+    """The verdict of one run and the analyses behind it."""
+
+    verdict: str
+    reason: str
+    series: SeriesAnalysis | None = None
+    thermal: ThermalAnalysis | None = None
+    recovery: RecoveryAnalysis | None = None
+    attribution: Attribution | None = None
+
+
+@dataclass
+class Cell:
+    """One unit x stack: k of n runs degraded with its Wilson interval."""
+
+    unit_key: str
+    stack_id: int
+    counts: VerdictCounts
+    runs: list[int]
+
+
+@dataclass
+class StackTotal:
+    """One stack over the fleet: runs k of n, and units with at least one degraded run."""
+
+    stack_id: int
+    counts: VerdictCounts
+    units_degraded: int
+    units_tested: int
+
+
+@dataclass
+class CampaignFinding:
+    """A campaign-wide answer (thermal, trigger): the verdict, per-run tallies and why."""
+
+    verdict: str
+    counts: dict[str, int]
+    reason: str
+
+
+@dataclass
+class ActionFinding:
+    """What one recovery action did over the campaign's degraded runs."""
+
+    action: str
+    tested: int
+    recovered: int
+    partial: int
+    not_recovered: int
+    device_error: int
+    device_error_all: int  # device errors over every run, degraded or not
+    restores: bool
+
+
+@dataclass
+class Findings:
+    """Every computed answer: per run, per unit x stack, per stack and per campaign."""
+
+    runs: dict[int, RunFinding]
+    cells: list[Cell]
+    stacks: list[StackTotal]
+    total: VerdictCounts
+    thermal: CampaignFinding
+    trigger: CampaignFinding
+    recovery: list[ActionFinding]
+
+
+@dataclass
+class CampaignModel:
+    """Everything a report shows about one campaign."""
+
+    campaign: CampaignInfo
+    units: dict[str, UnitInfo]
+    stacks: dict[int, StackInfo]
+    runs: list[RunInfo]
+    artifacts: list[ArtifactInfo]
+    sample_count: int
+    findings: Findings | None = None

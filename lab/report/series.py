@@ -1,0 +1,145 @@
+"""Turn one run's agent records, in order, into its benchmark series: boots, recovery probes, counters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lab.report.model import Segment, Series
+
+ACTIONS = ("cooldown", "driver_reload", "pcie_rescan", "chip_reset")
+REBOOT = "reboot"
+MEASURE_STEPS = ("benchmark", "configure_cycles")  # rows whose `extra` matters only without an fps
+NAN = float("nan")
+IDENTITY_KEYS = ("firmware_version", "architecture", "serial_number", "board_name", "product_name", "part_number")
+
+
+class SeriesBuilder:
+    """Feed a run's records in `seq` order with `add`; read `series` and `identity` afterwards.
+
+    A benchmark belongs to the soak segment of its boot until a recovery action (cooldown,
+    driver reload, PCIe rescan, chip reset) happens in that boot; after it, benchmarks are
+    that action's probe. A new boot after benchmarks marks a reboot, and the first
+    benchmarks of the new boot (before other workload) are the reboot's probe. Configure
+    and inference counters are cumulative since boot: a benchmark is one configure plus its
+    nominal seconds, a configure cycle one configure, continuous inference one configure
+    plus its seconds.
+    """
+
+    def __init__(self) -> None:
+        """An empty series, before the run's first record."""
+        self.series = s = Series()
+        self.identity: dict[str, Any] = {}
+        self._boot: str | None = None
+        self._boot_no = 0
+        self._configures = 0
+        self._inference = 0.0
+        self._phase: int | None = None  # nominal_s counts from 0 in each phase: the last phase and value seen
+        self._nominal = 0.0
+        self._action: str | None = None
+        self._segment: Segment | None = None
+        self._infer_key: tuple[int, int | None] | None = None
+        self._infer_done = 0.0
+        self._append = (s.fps.append, s.temp.append, s.configures.append, s.inference_s.append, s.phase.append)
+
+    def add(self, step: str, phase: int, fps: float | None, temp: float | None, boot_id: str | None,
+            nominal_s: float | None, error: str | None, extra: dict | None, step_index: int | None = None) -> None:
+        """Account for one record (every kind: samples, events, identity, phase markers)."""
+        if boot_id is not None and boot_id != self._boot:
+            self._new_boot(boot_id)
+        delta = 0.0
+        if nominal_s is not None:
+            delta = nominal_s - self._nominal if phase == self._phase else nominal_s
+            delta = delta if delta > 0.0 else 0.0
+            self._phase, self._nominal = phase, nominal_s
+        if extra is not None and extra.get("skipped"):
+            return  # a step the agent skipped after a device failure: nothing happened
+        if step == "benchmark":  # the hot path: one call per benchmark, a million in a big campaign
+            self._configures += 1
+            self._inference += delta
+            segment = self._segment or self._current()
+            position = segment.stop
+            add_fps, add_temp, add_configures, add_inference, add_phase = self._append
+            add_fps(NAN if fps is None else fps)
+            add_temp(NAN if temp is None else temp)
+            add_configures(self._configures)
+            add_inference(self._inference)
+            add_phase(phase)
+            segment.stop = position + 1
+            if segment.lead_open:
+                segment.lead += 1
+            if fps is None:
+                self.series.errors[position] = error or "no fps"
+                self._fail(phase, f"benchmark {position + 1}: {error or 'no fps'}")
+        elif step == "configure_cycles":
+            self._configures += 1  # one record per cycle (its own `configures` counts within the step only)
+            self._inference += delta
+            self._workload(phase, fps, error, self.series.configure_phases)
+        elif step == "infer_continuous":
+            self._infer(phase, step_index, delta, extra or {})
+            self._workload(phase, fps, error, self.series.infer_phases)
+        elif step in ACTIONS:
+            self._start_probe(step)
+        elif step in ("identify", "identity"):
+            self._identity(extra or {}, error)
+
+    def _new_boot(self, boot_id: str) -> None:
+        """A new boot: mark a reboot after benchmarks, reset the counters and the probe state."""
+        if self._boot is not None and len(self.series):
+            self.series.marks.append((len(self.series), REBOOT))
+        self._boot, self._boot_no = boot_id, self._boot_no + 1
+        self._configures, self._inference, self._phase, self._nominal = 0, 0.0, None, 0.0
+        self._action, self._segment, self._infer_key = None, None, None
+
+    def _start_probe(self, action: str) -> None:
+        """A recovery action: the following benchmarks of this boot are its probe."""
+        self._action = action
+        position = len(self.series)
+        self.series.marks.append((position, action))
+        # opened now, so a failure before any benchmark (the action itself failed) belongs to it
+        self._segment = Segment("probe", self._boot_no, action, position, position)
+        self.series.segments.append(self._segment)
+
+    def _current(self) -> Segment:
+        """The open segment for the next benchmark (a soak segment starts at the boot's first one)."""
+        if self._segment is None:
+            position = len(self.series)
+            self._segment = Segment("soak", self._boot_no, None, position, position)
+            self.series.segments.append(self._segment)
+        return self._segment
+
+    def _workload(self, phase: int, fps: float | None, error: str | None, phases: set[int]) -> None:
+        """A configure cycle or continuous inference: it ends the reboot probe of its segment."""
+        phases.add(phase)
+        self._current().lead_open = False
+        if error and fps is None:
+            self._fail(phase, error)
+
+    def _infer(self, phase: int, step_index: int | None, delta: float, extra: dict) -> None:
+        """Count one configure per continuous-inference step and add its inference seconds."""
+        key = (phase, step_index)
+        if key != self._infer_key:
+            self._infer_key, self._infer_done = key, 0.0
+            self._configures += 1
+        done = extra.get("inference_s")
+        if isinstance(done, (int, float)):
+            self._inference += max(0.0, float(done) - self._infer_done)
+            self._infer_done = float(done)
+        else:
+            self._inference += delta
+
+    def _identity(self, extra: dict, error: str | None) -> None:
+        """Keep the versions and identity the device reported; an identify failure is a device failure."""
+        ident = extra.get("identity") if isinstance(extra.get("identity"), dict) else {}
+        found = {"hailort": extra.get("hailort_version"), "driver": extra.get("driver_version")}
+        found.update({k: ident.get(k) for k in IDENTITY_KEYS})
+        self.identity.update({k: v for k, v in found.items() if v is not None})
+        if error:
+            self._fail(None, error)
+
+    def _fail(self, phase: int | None, message: str) -> None:
+        """A device failure: the probe's outcome inside a probe, else the run's device error."""
+        segment = self._segment
+        if segment is not None and segment.kind == "probe":
+            segment.failure = segment.failure or message
+        elif self.series.failure is None:
+            self.series.failure = (phase if phase is not None else -1, message)

@@ -1,0 +1,181 @@
+"""A synthetic campaign with a planted truth, written through the database API (tests, demos, scale checks).
+
+Unit i of `units` is a Hailo-8 control when i % 4 == 3, else a Hailo-10H on firmware 5.3.0 that is
+susceptible when i % 4 is 0 or 1: susceptible units follow the seed report's 25 runs (then a tail to
+41 fps), the others hold their fps with a little fixed noise. Runs listed in `infra_errors` ((unit, repeat)
+pairs) failed at the reboot before the soak and have no samples.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from lab.db.ingest import get_or_create_stack, ingest_samples, store_artifact, upsert_unit
+from lab.db.models import Campaign, Phase, Run
+
+SEED_FPS = (124.78, 124.76, 124.90, 124.81, 124.89, 124.81, 124.80, 124.89, 124.99, 124.81, 124.89, 124.87,
+            122.80, 121.38, 118.53, 108.49, 101.51, 98.34, 96.64, 94.04, 91.14, 88.55, 85.65, 83.99, 81.60)
+SEED_TEMP = (60.70, 62.82, 64.36, 65.70, 66.90, 67.96, 68.94, 69.83, 70.69, 71.29, 71.96, 72.60, 73.13, 73.61,
+             73.96, 73.99, 73.88, 73.82, 73.87, 73.90, 73.82, 73.68, 73.58, 73.53, 73.43)
+NOISE = (0.03, -0.05, 0.08, -0.02, 0.0, 0.06, -0.07, 0.01, -0.04, 0.05, -0.01, 0.02, -0.06)
+T0 = datetime(2026, 4, 30, 5, 8, 1, tzinfo=UTC)
+SCENARIO = """name: cma_soak
+matrix:
+  stacks: [h10-5.3.0, h8-4.23.0]
+  repeats: 2
+phases:
+  - name: install
+    steps: [provision]
+  - name: soak
+    reboot: true
+    steps:
+      - identify
+      - benchmark: {hef: {hailo10h: yolo26s_hailo10h.hef, hailo8: yolov8s_h8.hef}, runs: 25, time_to_run: 15}
+      - collect: [runtime_log]
+"""
+CMA_LINE = "hailo10 kern.err kernel: cma: cma_alloc: linux,cma: alloc failed, req-size: 256 pages, ret: -16\n"
+
+
+def fps_at(k: int, hailo8: bool, susceptible: bool) -> float:
+    """Benchmark k (1-based) of a unit: the seed's curve, or a flat line with fixed noise."""
+    if hailo8:
+        return round(309.4 + 2 * NOISE[k % len(NOISE)], 2)
+    if not susceptible:
+        return round(124.85 + NOISE[k % len(NOISE)], 2)
+    if k <= len(SEED_FPS):
+        return SEED_FPS[k - 1]
+    return round(41 + (SEED_FPS[-1] - 41) * math.exp(-(k - len(SEED_FPS)) / 17.5), 2)
+
+
+def temp_at(k: int) -> float:
+    """Chip temperature of benchmark k: the seed's column, then its plateau."""
+    return SEED_TEMP[k - 1] if k <= len(SEED_TEMP) else SEED_TEMP[-1]
+
+
+def plant_campaign(session: Session, name: str = "planted", units: int = 4, repeats: int = 2, benches: int = 25,
+                   infra_errors: tuple[tuple[int, int], ...] = ((2, 2),), artifacts: bool = True) -> Campaign:
+    """Write the campaign, its runs, phases, records and artifacts; returns the (flushed) campaign."""
+    campaign = Campaign(name=name, scenario_name="cma_soak", scenario_text=SCENARIO, inventory="inventory/pis.yml",
+                        status="finished", started_at=T0,
+                        finished_at=T0 + timedelta(hours=2), exit_status=1 if infra_errors else 0,
+                        command_line="lab run scenarios/cma_soak.yaml --inventory pis --db sqlite:///lab.db")
+    session.add(campaign)
+    session.flush()
+    h10 = get_or_create_stack(session, "h10-5.3.0", "5.3.0", "5.3.0", "5.3.0", chip="hailo10h")
+    h8 = get_or_create_stack(session, "h8-4.23.0", "4.23.0", "4.23.0", "4.23.0", chip="hailo8")
+    index = 0
+    for repeat in range(1, repeats + 1):
+        for i in range(units):
+            hailo8 = i % 4 == 3
+            node = f"node{i + 1}"
+            unit = upsert_unit(session, node, serial=f"{'H8' if hailo8 else 'H10'}-{i + 1:04d}",
+                               chip="hailo8" if hailo8 else "hailo10h")
+            run = Run(campaign_id=campaign.id, index=index, node=node, unit_id=unit.id,
+                      stack_id=(h8 if hailo8 else h10).id, repeat=repeat, status="done",
+                      started_at=T0 + timedelta(minutes=index), finished_at=T0 + timedelta(minutes=index + 10))
+            session.add(run)
+            session.flush()
+            install = Phase(run_id=run.id, index=0, name="install", status="ok", boot_id=f"b{index}-0")
+            soak = Phase(run_id=run.id, index=1, name="soak", status="ok", boot_id=f"b{index}-1")
+            session.add_all([install, soak])
+            session.flush()
+            if (i, repeat) in infra_errors:
+                run.status = run.verdict = soak.status = "infra_error"
+                run.error = soak.error = "soak: unreachable: reboot timeout after 600 s"
+                soak.boot_id = None
+            else:
+                _soak(session, campaign.id, run, soak, hailo8, i % 4 in (0, 1), benches, artifacts)
+            index += 1
+    session.flush()
+    return campaign
+
+
+def _soak(session: Session, campaign_id: int, run: Run, phase: Phase, hailo8: bool, susceptible: bool,
+          benches: int, artifacts: bool) -> None:
+    """The soak phase's records, as the agent writes them, and the run's recorded verdict."""
+    boot, version = phase.boot_id, "4.23.0" if hailo8 else "5.3.0"
+    t = T0 + timedelta(minutes=run.index)
+    base = {"boot_id": boot, "phase_index": 1, "run_key": str(run.id)}
+    records = [{**base, "seq": 1, "ts": t, "kind": "phase_start", "nominal_s": 0.0, "steps": 3},
+               {**base, "seq": 2, "ts": t, "kind": "identity", "step": "identify", "step_index": 0, "nominal_s": 0.0,
+                "hailort_version": version, "driver_version": version,
+                "identity": {"architecture": "HAILO8" if hailo8 else "HAILO10H", "firmware_version": version}}]
+    for k in range(1, benches + 1):
+        record = {**base, "seq": k + 2, "ts": t + timedelta(seconds=15 * k), "kind": "sample", "step": "benchmark",
+                  "step_index": 1, "run": k, "runs": benches, "fps": fps_at(k, hailo8, susceptible),
+                  "nominal_s": 15.0 * k, "throttled": "0x0"}
+        if not hailo8:  # HailoRT 4.x on Hailo-8 prints no temperature
+            record["temp_mean"] = temp_at(k)
+        records.append(record)
+    records.append({**base, "seq": benches + 3, "ts": t + timedelta(seconds=15 * benches + 1), "kind": "phase_end",
+                    "nominal_s": 15.0 * benches, "status": "ok"})
+    ingest_samples(session, run.id, records, phase_id=phase.id)
+    series = [fps_at(k, hailo8, susceptible) for k in range(1, benches + 1)]
+    run.verdict = "degraded" if series[-1] < 0.97 * series[0] else "stable"
+    if artifacts:
+        log = CMA_LINE * max(0, benches - 12) if susceptible and not hailo8 else ""
+        store_artifact(session, campaign_id, "soak-collect-2-runtime_log.txt", "raw", data=log.encode(),
+                       run_id=run.id, node=run.node)
+        store_artifact(session, campaign_id, "soak-identify-0.txt", "raw", run_id=run.id, node=run.node,
+                       data=f"$ hailortcli --version\nHailoRT-CLI version {version}\n".encode())
+
+
+RECOVERY_PHASES = ("cooldown", "driver_reload", "pcie_rescan", "chip_reset")
+
+
+def plant_recovery_campaign(session: Session, name: str = "recovery", units: int = 2) -> Campaign:
+    """The recovery matrix on Hailo-10H units (even ones susceptible): degrade, then each action and a reboot.
+
+    After 30 benchmarks, cooldown, driver reload and PCIe rescan leave a degraded unit where it was, the chip
+    reset leaves every unit on firmware 5.3.0 without a device (its benchmark fails), the reboot restores.
+    """
+    campaign = Campaign(name=name, scenario_name="recovery_matrix", scenario_text="name: recovery_matrix\n",
+                        inventory="inventory/pis.yml", status="finished", started_at=T0, exit_status=0,
+                        finished_at=T0 + timedelta(hours=1),
+                        command_line="lab run scenarios/recovery_matrix.yaml --inventory pis")
+    session.add(campaign)
+    session.flush()
+    h10 = get_or_create_stack(session, "h10-5.3.0", "5.3.0", "5.3.0", "5.3.0", chip="hailo10h")
+    for i in range(units):
+        susceptible = i % 2 == 0
+        unit = upsert_unit(session, f"node{i + 1}", serial=f"H10-{i + 1:04d}", chip="hailo10h")
+        run = Run(campaign_id=campaign.id, index=i, node=f"node{i + 1}", unit_id=unit.id, stack_id=h10.id,
+                  status="done", verdict="device_error")
+        session.add(run)
+        session.flush()
+        names = ("degrade",) + RECOVERY_PHASES + ("reboot",)
+        phases = [Phase(run_id=run.id, index=n, name=p, boot_id=f"r{i}-{'2' if p == 'reboot' else '1'}",
+                        status="device_error" if p == "chip_reset" else "ok") for n, p in enumerate(names)]
+        session.add_all(phases)
+        session.flush()
+        seq, t = 0, T0
+        records = []
+
+        def rec(phase: Phase, kind: str, **fields) -> None:
+            """Append one agent record of this run, 15 s after the previous one."""
+            nonlocal seq, t
+            seq, t = seq + 1, t + timedelta(seconds=15)
+            records.append({"seq": seq, "ts": t, "kind": kind, "boot_id": phase.boot_id, "phase_index": phase.index,
+                            "run_key": str(run.id), **fields})
+
+        degraded = fps_at(30, False, susceptible)
+        for k in range(1, 31):
+            rec(phases[0], "sample", step="benchmark", run=k, fps=fps_at(k, False, susceptible),
+                temp_mean=temp_at(k))
+        for phase in phases[1:5]:
+            rec(phase, "event", step=phase.name, step_index=0)
+            if phase.name == "chip_reset":
+                phase.error = "benchmark run 1 failed: HAILO_TIMEOUT(4)"
+                rec(phase, "sample", step="benchmark", run=1, error="HAILO_TIMEOUT(4)")
+                rec(phase, "event", step="benchmark", skipped=True, error="skipped after device failure")
+            else:
+                for k in (1, 2):
+                    rec(phase, "sample", step="benchmark", run=k, fps=round(degraded - 0.1 * k, 2))
+        for k in (1, 2, 3):
+            rec(phases[5], "sample", step="benchmark", run=k, fps=fps_at(k, False, False), temp_mean=temp_at(k))
+        ingest_samples(session, run.id, [{**r, "phase": names[r["phase_index"]]} for r in records])
+    session.flush()
+    return campaign

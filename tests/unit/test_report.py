@@ -1,0 +1,244 @@
+"""`lab report` on a planted campaign (SQLite and PostgreSQL): the truth in every format, and exact round trips."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import math
+import re
+from datetime import datetime
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lab.db.ingest import get_or_create_stack, ingest_samples
+from lab.db.models import Campaign, Run, Sample
+from lab.db.session import open_database
+from lab.errors import ConfigError
+from lab.report.build import write_report
+from lab.report.export import CSV_HEADER
+from lab.report.load import load_report
+from lab.report.synthetic import plant_campaign, plant_recovery_campaign
+
+_names = itertools.count()
+TEXT = """\
+campaign planted (scenario cma_soak): finished
+  2026-04-30 05:08:01 UTC -> 2026-04-30 07:08:01 UTC, 8 runs, 196 records
+  reproduce: lab run scenarios/cma_soak.yaml --inventory pis
+
+degraded: 4/7 runs [25–84 %], 1 infra error not counted
+  h10-5.3.0 (HailoRT 5.3.0, driver 5.3.0, firmware 5.3.0): degraded in 4 of 5 runs (95 % interval 38–96 %), \
+on 2 of 3 units; 1 run with an infrastructure error not counted
+  h8-4.23.0 (HailoRT 4.23.0, driver 4.23.0, firmware 4.23.0): degraded in 0 of 2 runs (95 % interval 0–66 %), \
+on 0 of 1 units
+
+unit x stack: k/n runs degraded [95 % Wilson interval]
+unit              chip      h10-5.3.0                                h8-4.23.0
+node1 (H10-0001)  hailo10h  2/2 [34–100 %]                           –
+node2 (H10-0002)  hailo10h  2/2 [34–100 %]                           –
+node3 (H10-0003)  hailo10h  0/1 [0–79 %], 1 infra error not counted  –
+node4 (H8-0004)   hailo8    –                                        0/2 [0–66 %]
+
+runs
+#  unit              stack      rep  verdict      baseline  onset  fps/run  floor      end     temp °C
+0  node1 (H10-0001)  h10-5.3.0  1    degraded     124.81    13     -3.57    81.60 @25  85.65   60.7–74.0
+1  node2 (H10-0002)  h10-5.3.0  1    degraded     124.81    13     -3.57    81.60 @25  85.65   60.7–74.0
+2  node3 (H10-0003)  h10-5.3.0  1    stable       124.85                    124.78 @6  124.84  60.7–74.0
+3  node4 (H8-0004)   h8-4.23.0  1    stable       309.40                    309.26 @6  309.38
+4  node1 (H10-0001)  h10-5.3.0  2    degraded     124.81    13     -3.57    81.60 @25  85.65   60.7–74.0
+5  node2 (H10-0002)  h10-5.3.0  2    degraded     124.81    13     -3.57    81.60 @25  85.65   60.7–74.0
+6  node3 (H10-0003)  h10-5.3.0  2    infra_error
+7  node4 (H8-0004)   h8-4.23.0  2    stable       309.40                    309.26 @6  309.38
+  #6 node3 (H10-0003): infra_error: soak: unreachable: reboot timeout after 600 s
+
+thermal:  not thermal (not thermal in 4 of 4 degraded runs; e.g. temperature plateaued from run 15 (73.96 °C) \
+while fps kept falling (-3.23 fps/run))
+trigger:  not tested (no run had both a configure-cycles phase and a continuous-inference phase)
+recovery: not tested (no recovery action was measured after a degradation)
+"""
+
+MATRIX_MD = """\
+| unit | chip | h10-5.3.0 | h8-4.23.0 |
+| --- | --- | --- | --- |
+| node1 (H10-0001) | hailo10h | 2/2 [34–100 %] | – |
+| node2 (H10-0002) | hailo10h | 2/2 [34–100 %] | – |
+| node3 (H10-0003) | hailo10h | 0/1 [0–79 %], 1 infra error not counted | – |
+| node4 (H8-0004) | hailo8 | – | 0/2 [0–66 %] |
+"""
+
+
+@pytest.fixture()
+def planted(db_engine):
+    """An engine whose database holds the planted campaign (2 units degrade, 2 do not, 1 infra error)."""
+    with Session(db_engine) as session, session.begin():
+        plant_campaign(session)
+    return db_engine
+
+
+def render(engine, fmt: str, ref: str = "planted") -> str:
+    out = io.StringIO()
+    write_report(engine, ref, fmt, out)
+    return out.getvalue()
+
+
+def test_text_shows_the_planted_truth(planted):
+    assert render(planted, "text") == TEXT
+
+
+def test_campaign_found_by_id_too(planted):
+    assert render(planted, "text", "1") == TEXT
+
+
+def test_unknown_campaign_is_bad_input(planted):
+    with pytest.raises(ConfigError, match="no campaign 'nope' in this database"):
+        render(planted, "text", "nope")
+
+
+def test_markdown_is_ready_to_paste(planted):
+    md = render(planted, "md")
+    assert md.startswith("# cma_soak: planted\n")
+    assert MATRIX_MD in md
+    assert ("- **h10-5.3.0**: degraded in 4 of 5 runs (95 % interval 38–96 %), on 2 of 3 units; "
+            "1 run with an infrastructure error not counted.\n") in md
+    assert "| 0 | node1 (H10-0001) | h10-5.3.0 | 1 | degraded | 124.81 | 13 | -3.57 | 81.60 @25 | 85.65 |" in md
+    assert "| 6 | node3 (H10-0003) | h10-5.3.0 | 2 | infra_error |" in md
+    assert "| h10-5.3.0 | hailo10h | 5.3.0 | 5.3.0 | 5.3.0 | 4/5 | 38–96 % | 2/3 |" in md
+    assert ("| node4 (H8-0004) | hailo8 | H8-0004 |  |  | "
+            "HailoRT 4.23.0, driver 4.23.0, firmware 4.23.0 (HAILO8) |") in md
+    assert "```sh\nlab run scenarios/cma_soak.yaml --inventory pis\n```" in md
+    assert "```yaml\nname: cma_soak\nmatrix:\n" in md
+    assert "sqlite:///lab.db" not in md  # the reproduction command drops --db
+
+
+def test_html_is_self_contained(planted):
+    html = render(planted, "html")
+    assert html.count("<svg") == 4  # one chart per unit x stack
+    assert html.count('class="onset"') == 2  # one per degraded unit (its two repeats agree on run 13)
+    assert "onset run 13" in html
+    assert '<table class="matrix">' in html and "background: #f3b8b2" in html
+    assert re.findall(r'(?:src|href)\s*=\s*"(?!data:|#)', html) == []
+    assert "default-src 'none'" in html
+    assert "cma_alloc: linux,cma: alloc failed" in html  # the runtime log artifact is embedded
+    assert 'download="soak-collect-2-runtime_log.txt" href="data:application/octet-stream;base64,' in html
+
+
+def test_json_holds_verdicts_matrix_and_findings(planted):
+    doc = json.loads(render(planted, "json"))
+    assert [(r["node"], r["repeat"], r["verdict"]) for r in doc["runs"]] == [
+        ("node1", 1, "degraded"), ("node2", 1, "degraded"), ("node3", 1, "stable"), ("node4", 1, "stable"),
+        ("node1", 2, "degraded"), ("node2", 2, "degraded"), ("node3", 2, "infra_error"), ("node4", 2, "stable")]
+    run0 = doc["runs"][0]["series"]
+    assert (run0["onset_run"], round(run0["slope_fps_per_run"], 2), run0["floor_fps"]) == (13, -3.57, 81.6)
+    cells = {(c["unit"], c["stack"]): (c["degraded"], c["counted"], c["infra_error"], round(c["interval"]["low"], 3),
+                                       round(c["interval"]["high"], 3)) for c in doc["matrix"]}
+    assert cells == {("serial:H10-0001", "h10-5.3.0"): (2, 2, 0, 0.342, 1.0),
+                     ("serial:H10-0002", "h10-5.3.0"): (2, 2, 0, 0.342, 1.0),
+                     ("serial:H10-0003", "h10-5.3.0"): (0, 1, 1, 0.0, 0.793),
+                     ("serial:H8-0004", "h8-4.23.0"): (0, 2, 0, 0.0, 0.658)}
+    assert doc["findings"]["thermal"]["verdict"] == "not_thermal"
+    assert doc["findings"]["total"]["degraded"] == 4 and doc["findings"]["total"]["counted"] == 7
+    assert doc["records"] == len(doc["samples"]) == 196
+    assert doc["campaign"]["reproduce"] == "lab run scenarios/cma_soak.yaml --inventory pis"
+
+
+def db_samples(engine) -> list[dict]:
+    """Every sample row of the planted campaign, as the database returns it."""
+    columns = [c for c in Sample.__table__.columns if c.name not in ("id", "run_id", "phase_id")]
+    with Session(engine) as session:
+        rows = session.execute(select(Run.index, *columns).join(Run, Run.id == Sample.run_id)
+                               .order_by(Sample.run_id, Sample.seq)).all()
+    return [dict(zip(["run"] + [c.name for c in columns], row)) for row in rows]
+
+
+def same(want, got, column: str) -> bool:
+    """Exact equality, with timestamps compared as instants."""
+    if column == "ts":
+        return datetime.fromisoformat(got) == want
+    if isinstance(want, float):
+        return got == want and not math.isnan(got)
+    return got == want
+
+
+def test_csv_round_trips_every_sample(planted):
+    rows = list(csv.DictReader(io.StringIO(render(planted, "csv"))))
+    want = db_samples(planted)
+    assert tuple(rows[0]) == CSV_HEADER
+    assert len(rows) == len(want) == 196
+    casts = {"fps": float, "temp": float, "temp_min": float, "temp_max": float, "uptime": float, "nominal_s": float,
+             "seq": int, "step_index": int, "run_index": int, "configure_count": int, "run": int,
+             "extra": json.loads}
+    for row, expected in zip(rows, want):
+        for column, value in expected.items():
+            text = row[column]
+            got = None if text == "" else casts.get(column, str)(text)
+            assert same(value, got, column), (column, value, got)
+    verdicts = {(r["node"], r["repeat"]): r["verdict"] for r in rows}
+    assert verdicts[("node1", "1")] == "degraded" and verdicts[("node3", "1")] == "stable"
+
+
+def test_json_round_trips_every_sample(planted):
+    doc = json.loads(render(planted, "json"))
+    samples = [dict(zip(doc["sample_columns"], row)) for row in doc["samples"]]
+    want = db_samples(planted)
+    assert len(samples) == len(want)
+    for got, expected in zip(samples, want):
+        for column, value in expected.items():
+            assert same(value, got[column], column), (column, value, got[column])
+
+
+def test_recovery_campaign_only_reboot_restores(db_engine):
+    with Session(db_engine) as session, session.begin():
+        plant_recovery_campaign(session)
+    model = load_report(db_engine, "recovery")
+    f = model.findings
+    assert [model.findings.runs[r.index].verdict for r in model.runs] == ["degraded", "stable"]
+    assert [r.recorded_verdict for r in model.runs] == ["device_error", "device_error"]  # the bricking chip reset
+    assert [(a.action, a.tested, a.recovered, a.not_recovered, a.device_error, a.device_error_all, a.restores)
+            for a in f.recovery] == [("cooldown", 1, 0, 1, 0, 0, False), ("driver_reload", 1, 0, 1, 0, 0, False),
+                                     ("pcie_rescan", 1, 0, 1, 0, 0, False), ("chip_reset", 1, 0, 0, 1, 2, False),
+                                     ("reboot", 1, 1, 0, 0, 0, True)]
+    text = render(db_engine, "text", "recovery")
+    assert "recovery: only reboot restores throughput; cooldown: restored throughput in 0 of 1 degraded runs" in text
+    assert "  #0 node1 (H10-0001): recorded at run time as device_error\n" in text
+    html = render(db_engine, "html", "recovery")
+    assert html.count('class="mark"') == 10  # 4 actions and a reboot on each unit's chart
+
+
+record_values = st.fixed_dictionaries({
+    "fps": st.none() | st.floats(allow_nan=False, allow_infinity=False),
+    "temp": st.none() | st.floats(-50, 150, allow_nan=False),
+    "error": st.none() | st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\0"), max_size=20),
+    "note": st.text(max_size=10),
+})
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(record_values, min_size=1, max_size=6))
+def test_exports_round_trip_any_values(tmp_path, values):
+    """Whatever a record holds (quotes, commas, newlines, unicode, extreme floats), CSV and JSON give it back."""
+    engine = open_database(f"sqlite:///{tmp_path / 'rt.db'}")
+    name = f"rt-{next(_names)}"
+    with Session(engine) as session, session.begin():
+        campaign = Campaign(name=name, scenario_name="s", scenario_text="name: s\n")
+        session.add(campaign)
+        session.flush()
+        stack = get_or_create_stack(session, "st", "1", "1", "1")
+        run = Run(campaign_id=campaign.id, index=0, node="n1", stack_id=stack.id, status="done")
+        session.add(run)
+        session.flush()
+        ingest_samples(session, run.id, [{"seq": i + 1, "ts": 1_777_000_000.25 + i, "step": "benchmark",
+                                          "boot_id": "b", **v} for i, v in enumerate(values)])
+    want = [{"fps": v["fps"], "temp": v["temp"], "error": v["error"], "note": v["note"]} for v in values]
+    rows = list(csv.DictReader(io.StringIO(render(engine, "csv", name))))
+    assert [{"fps": float(r["fps"]) if r["fps"] else None, "temp": float(r["temp"]) if r["temp"] else None,
+             "error": r["error"] or None, "note": json.loads(r["extra"])["note"]} for r in rows] == [
+        {**w, "error": w["error"] or None} for w in want]
+    doc = json.loads(render(engine, "json", name))
+    got = [dict(zip(doc["sample_columns"], s)) for s in doc["samples"]]
+    assert [{"fps": g["fps"], "temp": g["temp"], "error": g["error"], "note": g["extra"]["note"]} for g in got] == want
+    engine.dispose()
