@@ -74,7 +74,10 @@ def _on_event(hosts: dict[str, HostResult], user_handler: Callable | None) -> Ca
 
 
 def _message(res: dict) -> str:
-    """A one-line reason from a task result."""
+    """A one-line reason from a task result (a loop's: what each failed or unreachable item said)."""
+    items = [r for r in res.get("results") or () if isinstance(r, dict) and (r.get("failed") or r.get("unreachable"))]
+    if items:
+        return "; ".join(_message(r) for r in items)[:400]
     msg = res.get("msg") or res.get("stderr") or res.get("reason") or ""
     return " ".join(str(msg).split())[:400]
 
@@ -85,6 +88,9 @@ def _envvars() -> dict[str, str]:
     return {
         "ANSIBLE_CONFIG": str(ANSIBLE_CFG),
         "ANSIBLE_ROLES_PATH": str(PROJECT_DIR / "roles"),
+        # ansible-runner sets False unless told: ssh would then get StrictHostKeyChecking=no before the
+        # inventory's =yes (the first one wins), and a node with a changed host key would still be used.
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
         "PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
     }
 

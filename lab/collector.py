@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shlex
+import shutil
 import subprocess
 import tarfile
+import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -22,6 +26,8 @@ from lab.db.models import Artifact, LogEvent, Run
 from lab.inventory import Host
 
 AGENT_WORKDIR = "/var/lib/lab-agent"
+# Polls and fetches of different nodes run side by side (each node's own are serialised by its lock).
+WORKERS = 16
 
 
 @dataclass
@@ -35,9 +41,22 @@ class NodeCursor:
     artifacts: dict[str, tuple[int, str]] = field(default_factory=dict)  # name -> (run id, sha256)
 
 
-def remote(host: Host, argv: list[str], timeout: float) -> subprocess.CompletedProcess:
-    """Run a command on a node over SSH; every argument is quoted, nothing is left to the remote shell."""
-    return subprocess.run(host.ssh_argv(shlex.join(argv)), capture_output=True, timeout=timeout)
+def remote(host: Host, argv: list[str], timeout: float, control_dir: str | None = None) -> subprocess.CompletedProcess:
+    """Run a command on a node over SSH; every argument is quoted, nothing is left to the remote shell.
+
+    With `control_dir`, the command reuses one master connection per node kept there (no key exchange per
+    poll: about 0.05 s instead of 0.4 s, and no sshd handshake on the node every 2 s).
+    """
+    return subprocess.run(_multiplexed(host.ssh_argv(shlex.join(argv)), control_dir), capture_output=True,
+                          timeout=timeout)
+
+
+def _multiplexed(argv: list[str], control_dir: str | None) -> list[str]:
+    """`ssh ARGS` with connection sharing through a socket in `control_dir` (the first -o of a kind wins)."""
+    if control_dir is None:
+        return argv
+    return [argv[0], "-o", "ControlMaster=auto", "-o", f"ControlPath={control_dir}/%C",
+            "-o", "ControlPersist=60", *argv[1:]]  # a master left behind by a crash exits after 60 s idle
 
 
 class Collector:
@@ -50,7 +69,10 @@ class Collector:
         self.campaign_id = campaign_id
         self.cursors = {h.name: NodeCursor(h) for h in hosts}
         self.on_record = on_record
-        self._lock = threading.Lock()
+        # One lock per node: the live poller and the end-of-phase fetch never interleave on one node.
+        self._locks = {h.name: threading.Lock() for h in hosts}
+        self._control_dir = tempfile.mkdtemp(prefix="lab-ssh-")  # short: a socket path must fit 108 bytes
+        self._pool: ThreadPoolExecutor | None = None
 
     def path(self, name: str = "records.jsonl") -> str:
         return f"{AGENT_WORKDIR}/{self.campaign}/{name}"
@@ -62,11 +84,39 @@ class Collector:
             added += self.poll_node(self.cursors[name], timeout)
         return added
 
+    def poll_many(self, names: list[str], timeout: float = 20.0, stop: threading.Event | None = None) -> None:
+        """Poll several nodes side by side; once `stop` is set, nodes not yet started are skipped."""
+        self._each(names, lambda name: self.poll_node(self.cursors[name], timeout), stop)
+
+    def finish(self, names: list[str]) -> None:
+        """End of a phase, for several nodes side by side: the last records, then the artifacts they name."""
+        self._each(names, lambda name: (self.poll([name]), self.fetch_artifacts(name)))
+
+    def _each(self, names: list[str], work: Callable[[str], object], stop: threading.Event | None = None) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="collector")
+        futures = [self._pool.submit(lambda n=n: None if stop is not None and stop.is_set() else work(n))
+                   for n in names]
+        for future in futures:
+            future.result()
+
+    def close(self) -> None:
+        """Stop the worker threads and every node's master connection."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if os.path.isdir(self._control_dir) and os.listdir(self._control_dir):
+            for cur in self.cursors.values():  # `-O exit` asks the local master to quit: quick even for a dead node
+                argv = cur.host.ssh_argv()
+                subprocess.run([argv[0], "-o", f"ControlPath={self._control_dir}/%C", "-O", "exit", *argv[1:]],
+                               capture_output=True, timeout=10, check=False)
+        shutil.rmtree(self._control_dir, ignore_errors=True)
+
     def poll_node(self, cur: NodeCursor, timeout: float = 20.0) -> int:
-        with self._lock:  # the live poller and the end-of-phase fetch never interleave on one node
+        with self._locks[cur.host.name]:
             try:
                 proc = remote(cur.host, ["sh", "-c", 'test -f "$1" && tail -c +"$2" "$1" || true', "sh",
-                                         self.path(), str(cur.offset + 1)], timeout)
+                                         self.path(), str(cur.offset + 1)], timeout, self._control_dir)
             except subprocess.TimeoutExpired:
                 cur.reachable = False
                 return 0
@@ -128,11 +178,14 @@ class Collector:
             have = set(session.scalars(select(Artifact.name).where(Artifact.campaign_id == self.campaign_id,
                                                                    Artifact.node == name)))
         missing = sorted(n for n in wanted if n not in have)
-        if not missing:
-            return 0
+        if not missing or not cur.reachable:
+            return 0  # a node that stopped answering keeps its artifacts; they are named in its records
         try:
-            proc = remote(cur.host, ["tar", "-C", self.path("artifacts"), "-cf", "-", "--", *missing], timeout)
+            proc = remote(cur.host, ["tar", "-C", self.path("artifacts"), "-cf", "-", "--", *missing], timeout,
+                          self._control_dir)
         except subprocess.TimeoutExpired:
+            return 0
+        if not proc.stdout:  # unreachable, or tar found none of them: nothing to read
             return 0
         stored = 0
         with tarfile.open(fileobj=io.BytesIO(proc.stdout), mode="r:") as tar, Session(self.engine) as session:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import ConfigError
-from lab.scenario import load_scenario
+from lab.scenario import LoadedScenario, load_scenario
 from lab.stack import load_stack
 from lab.yamlload import Document, load_yaml, show
 
@@ -72,3 +72,15 @@ def check_file(path: str | Path) -> CheckResult:
         return CheckResult(path, kind, skipped=f"{PROFILE_MODULE} is not available, profile not checked")
     profile = importlib.import_module(PROFILE_MODULE).load_profile(path)
     return CheckResult(path, kind, getattr(profile, "name", None) or path.stem)
+
+
+def load_scenario_file(path: str | Path) -> LoadedScenario:
+    """Load a file given as a scenario (`lab run`); a file of another kind gets what `lab check` says of it."""
+    path = Path(path)
+    _, doc = load_yaml(path)
+    kind = detect_kind(path, doc)
+    if kind != "scenario":
+        result = check_file(path)  # a bad stack, profile or unknown file: the same one-line error as `lab check`
+        raise ConfigError(f"this is a {result.kind} file, not a scenario", where=doc.where(),
+                          hint="give a scenario file, e.g. scenarios/cma_soak.yaml")
+    return load_scenario(path)

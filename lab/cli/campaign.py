@@ -11,7 +11,7 @@ import typer
 
 from lab.cli import app
 from lab.db.session import open_database
-from lab.orchestrator import plan_campaign, run_campaign
+from lab.orchestrator import check_campaign_name, plan_campaign, run_campaign
 from lab.progress import Progress
 
 
@@ -30,6 +30,8 @@ def run(
         lab run scenarios/cma_soak.yaml --inventory virtual
     """
     plan = plan_campaign(scenario, inventory, limit)
+    if name is not None:
+        check_campaign_name(name)  # before the database is opened: a refused run writes nothing
     engine = open_database(db)
     command = shlex.join(["lab", *sys.argv[1:]]) if sys.argv else "lab run"
     with Progress([h.name for h in plan.hosts]) as progress:

@@ -113,7 +113,10 @@ def prepare(nd: NodeDir, address: str, authorized_key: str, unit: dict, fleet_in
         "PasswordAuthentication no\n"
         "UseDNS no\n"
         "MaxStartups 100:30:200\n"
-        "MaxSessions 64\n",
+        "MaxSessions 64\n"
+        # Every controller connection comes from 127.0.0.1: without this, the connections that piled
+        # up while the node was frozen count as penalties and sshd then drops the controller for minutes.
+        "PerSourcePenaltyExemptList 127.0.0.0/8\n",
     )
     ssh_dir = nd.upper / "root/.ssh"
     ssh_dir.mkdir(parents=True, exist_ok=True)
