@@ -100,6 +100,8 @@ class Fleet:
     def check_address_free(self, address: str) -> None:
         """Fail when something on this machine already listens on the node's SSH address."""
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            # as sshd does: connections of a fleet that just went down (TIME_WAIT) must not count, a listener does
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((address, 22))
             except OSError as exc:
