@@ -9,6 +9,7 @@ pairs) failed at the reboot before the soak and have no samples.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -56,8 +57,12 @@ def temp_at(k: int) -> float:
 
 
 def plant_campaign(session: Session, name: str = "planted", units: int = 4, repeats: int = 2, benches: int = 25,
-                   infra_errors: tuple[tuple[int, int], ...] = ((2, 2),), artifacts: bool = True) -> Campaign:
-    """Write the campaign, its runs, phases, records and artifacts; returns the (flushed) campaign."""
+                   infra_errors: tuple[tuple[int, int], ...] = ((2, 2),), artifacts: bool = True,
+                   ingest: Callable[..., int] = ingest_samples) -> Campaign:
+    """Write the campaign, its runs, phases, records and artifacts; returns the (flushed) campaign.
+
+    Each run's records go through `ingest` (`ingest_samples`' signature), so a benchmark can time that call alone.
+    """
     campaign = Campaign(name=name, scenario_name="cma_soak", scenario_text=SCENARIO, inventory="inventory/pis.yml",
                         status="finished", started_at=T0,
                         finished_at=T0 + timedelta(hours=2), exit_status=1 if infra_errors else 0,
@@ -87,14 +92,14 @@ def plant_campaign(session: Session, name: str = "planted", units: int = 4, repe
                 run.error = soak.error = "soak: unreachable: reboot timeout after 600 s"
                 soak.boot_id = None
             else:
-                _soak(session, campaign.id, run, soak, hailo8, i % 4 in (0, 1), benches, artifacts)
+                _soak(session, campaign.id, run, soak, hailo8, i % 4 in (0, 1), benches, artifacts, ingest)
             index += 1
     session.flush()
     return campaign
 
 
 def _soak(session: Session, campaign_id: int, run: Run, phase: Phase, hailo8: bool, susceptible: bool,
-          benches: int, artifacts: bool) -> None:
+          benches: int, artifacts: bool, ingest: Callable[..., int] = ingest_samples) -> None:
     """The soak phase's records, as the agent writes them, and the run's recorded verdict."""
     boot, version = phase.boot_id, "4.23.0" if hailo8 else "5.3.0"
     t = T0 + timedelta(minutes=run.index)
@@ -112,7 +117,7 @@ def _soak(session: Session, campaign_id: int, run: Run, phase: Phase, hailo8: bo
         records.append(record)
     records.append({**base, "seq": benches + 3, "ts": t + timedelta(seconds=15 * benches + 1), "kind": "phase_end",
                     "nominal_s": 15.0 * benches, "status": "ok"})
-    ingest_samples(session, run.id, records, phase_id=phase.id)
+    ingest(session, run.id, records, phase_id=phase.id)
     series = [fps_at(k, hailo8, susceptible) for k in range(1, benches + 1)]
     run.verdict = "degraded" if series[-1] < 0.97 * series[0] else "stable"
     if artifacts:
