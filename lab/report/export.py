@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -53,17 +54,21 @@ def write_json(engine: Engine, ref: str, out: TextIO) -> CampaignModel:
                        "sample_columns": list(JSON_COLUMNS)}, indent=2, default=_default, ensure_ascii=False)
     out.write(head[:-2] + ',\n  "samples": [')
     names = {p.id: p.name for run in model.runs for p in run.phases}
-    encode = json.JSONEncoder(ensure_ascii=False).encode  # C-accelerated for tuples of plain values
+    encode = array_encoder()
     written = [0]
 
     def rows(run: RunInfo, raw: list) -> None:
         """Write one run's records as JSON arrays, `extra` spliced in as it is stored."""
+        heads: dict[int | None, str] = {}  # phase id -> `[run index, "phase name", `, the same for a phase's rows
         lines = []
         for row in raw:
-            values = (run.index, names.get(row[1]), *row[2:-1])
+            head = heads.get(row[1])
+            if head is None:
+                head = heads[row[1]] = f"{encode((run.index, names.get(row[1])))[:-1]}, "
+            values = row[2:-1]
             if row[TS].__class__ is not str:
-                values = (*values[:TS], iso_ts(row[TS]), *values[TS + 1:])
-            lines.append(f"{encode(values)[:-1]}, {row[-1] or 'null'}]")
+                values = (*values[:TS - 2], iso_ts(row[TS]), *values[TS - 1:])
+            lines.append(f"{head}{encode(values)[1:-1]}, {row[-1] or 'null'}]")
         if lines:
             out.write(("\n    " if not written[0] else ",\n    ") + ",\n    ".join(lines))
             written[0] += len(lines)
@@ -73,6 +78,22 @@ def write_json(engine: Engine, ref: str, out: TextIO) -> CampaignModel:
     tail = json.dumps(report_document(model), indent=2, default=_default, ensure_ascii=False)
     out.write(("\n  ]," if written[0] else "],") + tail[1:] + "\n")
     return model
+
+
+def array_encoder() -> Callable[[tuple], str]:
+    """`json.dumps(values, ensure_ascii=False)` for a tuple of plain values, with the C encoder built once.
+
+    JSONEncoder.encode builds a new C encoder on every call: over a million samples, a third of the time
+    spent encoding them. This is the same encoder (same output), made once.
+    """
+    encoder = json.JSONEncoder(ensure_ascii=False, check_circular=False)
+    make = json.encoder.c_make_encoder
+    if make is None:  # a Python without the C accelerator
+        return encoder.encode
+    iterencode = make(None, encoder.default, json.encoder.encode_basestring, None, encoder.key_separator,
+                      encoder.item_separator, False, False, True)
+    join = "".join
+    return lambda values: join(iterencode(values, 0))
 
 
 def campaign_dict(model: CampaignModel) -> dict[str, Any]:
