@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
+from lab.db import ingest
 from lab.db.ingest import (RECORD_KEYS, count_samples, get_or_create_stack, ingest_samples, store_artifact,
                            upsert_unit)
 from lab.db.models import Artifact, Campaign, LogEvent, Phase, Run, Sample
@@ -77,6 +78,40 @@ def test_ingest_many_records_in_chunks(db_session):
     assert ingest_samples(db_session, run.id, records) == 1200
     assert ingest_samples(db_session, run.id, records) == 0
     assert count_samples(db_session, run.id) == 1200
+
+
+TRICKY_TEXT = ["", "\\", "\\N", "\\.", "a\tb", "line\nbreak", "cr\rlf\r\n", "NULL", "'quoted' \"double\"",
+               "ünïcødé ✓ 温度", "back\\slash\\", " "]
+
+
+def test_ingest_keeps_any_text_exactly(db_session):
+    """Text and `extra` come back as given, whatever they hold (PostgreSQL gets them through COPY's text format)."""
+    run, _ = make_run(db_session)
+    records = [{"seq": i, "ts": 1777522081.25 + i, "step": text, "boot_id": text, "throttled": text, "error": text,
+                "note": text, "more": [text, {f"k{text}": text}]} for i, text in enumerate(TRICKY_TEXT, 1)]
+    assert ingest_samples(db_session, run.id, records) == len(TRICKY_TEXT)
+    db_session.commit()
+    db_session.expire_all()
+    stored = db_session.scalars(select(Sample).where(Sample.run_id == run.id).order_by(Sample.seq)).all()
+    assert [(s.step, s.boot_id, s.throttled, s.error, s.extra) for s in stored] == [
+        (t, t, t, t, {"note": t, "more": [t, {f"k{t}": t}]}) for t in TRICKY_TEXT]
+
+
+def test_ingest_without_temporary_tables(db_session, monkeypatch):
+    """A PostgreSQL role that may not create temporary tables ingests through multi-row VALUES, the same way."""
+    monkeypatch.setattr(ingest, "_may_create_temp_tables", lambda *_: False)
+    run, phase = make_run(db_session)
+    assert ingest_samples(db_session, run.id, seed_records(1, 10), phase_id=phase.id) == 10
+    assert ingest_samples(db_session, run.id, seed_records(), phase_id=phase.id) == 15
+    records = [{"seq": 100 + i, "ts": 1777522081.25, "step": t, "error": t, "more": {t: t}}
+               for i, t in enumerate(TRICKY_TEXT)]
+    assert ingest_samples(db_session, run.id, records) == len(TRICKY_TEXT)
+    db_session.commit()
+    db_session.expire_all()
+    stored = db_session.scalars(select(Sample).where(Sample.run_id == run.id, Sample.seq >= 100)
+                                .order_by(Sample.seq)).all()
+    assert [(s.step, s.error, s.extra) for s in stored] == [(t, t, {"more": {t: t}}) for t in TRICKY_TEXT]
+    assert count_samples(db_session, run.id) == 25 + len(TRICKY_TEXT)
 
 
 def test_record_keys_and_extra(db_session):
