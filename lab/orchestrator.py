@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import re
 import threading
 import uuid
@@ -214,7 +215,8 @@ class CampaignRunner:
         """Deploy the agent and take every node's lock; refuse (exit 2) when another campaign holds one."""
         used = self.used_nodes()
         prepared = run_playbook("prepare.yml", self.plan.inventory.source,
-                                extravars={"lab_campaign": self.name, "lab_agent_bundle": str(build_bundle())},
+                                extravars={"lab_campaign": self.name, "lab_agent_bundle": str(build_bundle()),
+                                           "lab_controller_user": getpass.getuser()},
                                 limit=",".join(used), forks=len(used))
         self.broken = {n: explain("; ".join(prepared.hosts[n].messages) if n in prepared.hosts else "not reached")
                        for n in used if n not in prepared.hosts or n in prepared.failed_hosts}
@@ -308,6 +310,26 @@ class CampaignRunner:
                 else:
                     self._end_phase(spec, index, None, None, host.facts.get("lab_phase_boot_id"))
             active = active_all
+
+    def catch_up(self, nodes: list[str]) -> None:
+        """After a campaign ended with nodes gone: store what they recorded before they vanished, release them.
+
+        A node that froze, lost power or hung in a reboot keeps its fsynced records; once it answers again
+        they are read from the start (ingest is idempotent), their artifacts copied, and its lock released
+        unless its agent is still running a phase. Runs keep their infra_error verdict.
+        """
+        hosts = [h for h in self.plan.hosts if h.name in nodes]
+        if not hosts:
+            return
+        collector = Collector(self.engine, self.name, self.campaign_id, hosts, self.on_record)
+        try:
+            collector.finish([h.name for h in hosts])
+        finally:
+            collector.close()
+        reached = [h.name for h in hosts if collector.cursors[h.name].reachable]
+        if reached:
+            run_playbook("release.yml", self.plan.inventory.source, extravars={"lab_campaign": self.name},
+                         limit=",".join(reached), forks=len(reached))
 
     def _phase_begun(self, run_id: int, index: int) -> bool:
         """Whether the node's agent already started this phase (so its reboot is done)."""
@@ -446,19 +468,29 @@ def plan_from_campaign(campaign: Campaign) -> Plan:
 
 
 def resume_campaign(engine: Engine, ref: str, on_record=None, on_phase=None) -> tuple[str, int, int]:
-    """Finish a campaign whose controller stopped: finished phases are kept, begun ones resume on the nodes."""
+    """Finish a campaign whose controller stopped: finished phases are kept, begun ones resume on the nodes.
+
+    A campaign that ended with infrastructure errors is not run again: what its vanished nodes recorded
+    is collected once they answer, and they are released (`CampaignRunner.catch_up`).
+    """
     from lab.report.summary import find_campaign
 
     with Session(engine) as session:
         campaign = find_campaign(session, ref)
-        if campaign.status != "running":
-            return campaign.name, campaign.id, int(campaign.exit_status or 0)
+        name, campaign_id, status = campaign.name, campaign.id, campaign.status
+        if status not in ("running", "infra_errors"):
+            return name, campaign_id, int(campaign.exit_status or 0)
         plan = plan_from_campaign(campaign)
-        runner = CampaignRunner(engine, plan, campaign.name, campaign.command_line or "", on_record, on_phase)
-        runner.campaign_id, runner.resuming = campaign.id, True
+        runner = CampaignRunner(engine, plan, name, campaign.command_line or "", on_record, on_phase)
+        runner.campaign_id, runner.resuming = campaign_id, True
+        stranded = sorted({r.node for r in campaign.runs if r.status == "infra_error"})
+        code = int(campaign.exit_status or 1)
         for run in campaign.runs:
             runner.run_ids[run.index] = run.id
             if run.status in ("pending", "running"):
                 runner.done_phases[run.id] = {p.index for p in run.phases if p.status not in ("pending", "running")}
+    if status == "infra_errors":
+        runner.catch_up(stranded)
+        return name, campaign_id, code
     runner.prepare()
-    return campaign.name, campaign.id, runner.execute()
+    return name, campaign_id, runner.execute()

@@ -68,6 +68,8 @@ class Progress:
         while not self._stop.wait(self.every):
             with self._lock:
                 for node, l in sorted(self.lines.items()):
+                    if l.phase == "-":
+                        continue  # not started (nodes still being locked): a refused run prints only its error
                     print(f"[{time.strftime('%H:%M:%S')}] {node}: {l.phase} {l.step} run {l.run} "
                           f"fps {l.fps} temp {l.temp} {l.note}".rstrip(), file=sys.stderr, flush=True)
 

@@ -20,6 +20,7 @@ class RecordLog:
         for record in self.existing:
             self.seq = max(self.seq, int(record.get("seq", 0)))
         self._fh = open(path, "a", encoding="utf-8")
+        own_like_parent(path)
 
     def append(self, kind: str, **fields: Any) -> Dict[str, Any]:
         """Write one record and make it durable before returning it."""
@@ -33,6 +34,18 @@ class RecordLog:
 
     def close(self) -> None:
         self._fh.close()
+
+
+def own_like_parent(path: str, directory: Optional[str] = None) -> None:
+    """Give `path` the owner of its campaign directory: the SSH login user, who reads it without sudo.
+
+    On a Pi the login user is `pi` and only Ansible knows the become password, so the controller's
+    plain-SSH reads of records and artifacts must not need root.
+    """
+    if os.geteuid() != 0:
+        return
+    st = os.stat(directory or os.path.dirname(os.path.abspath(path)))
+    os.chown(path, st.st_uid, st.st_gid)
 
 
 def _drop_torn_tail(path: str) -> None:
@@ -61,9 +74,11 @@ def read_records(path: str, offset: int = 0) -> Iterator[Dict[str, Any]]:
 def write_artifact(directory: str, name: str, data: bytes) -> Dict[str, Any]:
     """Store raw output atomically (temporary file, then rename; mode 0600) and describe it."""
     os.makedirs(directory, exist_ok=True)
+    own_like_parent(directory)
     path = os.path.join(directory, name)
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    own_like_parent(tmp, directory)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
         fh.flush()

@@ -105,6 +105,9 @@ def resume(
 ) -> None:
     """Finish a campaign whose controller stopped; nothing is measured twice, finished phases are kept.
 
+    On a campaign that ended with unreachable nodes, it collects what those nodes recorded before they
+    vanished (once they answer again) and releases their locks; nothing is run again.
+
     Example:
         lab resume cma_soak-20261121-220804-4b59
     """
