@@ -20,7 +20,7 @@ from lab import inventory as inventory_mod
 from lab.analysis import RunSample, classify_run
 from lab.ansible import run_playbook
 from lab.bundle import build_bundle
-from lab.collector import Collector
+from lab.collector import AGENT_WORKDIR, Collector
 from lab.db.ingest import get_or_create_stack
 from lab.db.models import Campaign, Phase, Run, Sample
 from lab.errors import ConfigError
@@ -307,9 +307,24 @@ class CampaignRunner:
                     self._end_phase(spec, index, "infra_error", f"{phase.name}: {kind}: {why}")
                     self._fail_run(self.run_ids[spec.index], f"{phase.name}: {kind}: {why}")
                     del active_all[node]
+                elif (unread := self._unread(spec, host.facts.get("lab_agent_last_seq"))) is not None:
+                    self._end_phase(spec, index, "infra_error", f"{phase.name}: {unread}")
+                    self._fail_run(self.run_ids[spec.index], f"{phase.name}: {unread}")
+                    del active_all[node]
                 else:
                     self._end_phase(spec, index, None, None, host.facts.get("lab_phase_boot_id"))
             active = active_all
+
+    def _unread(self, spec: RunSpec, last_seq: Any) -> str | None:
+        """Why the node's records did not all reach the database (the agent's last record is missing), or None."""
+        if last_seq in (None, ""):
+            return None
+        run_id = self.run_ids[spec.index]
+        with Session(self.engine) as session:
+            if session.scalar(select(Sample.id).where(Sample.run_id == run_id, Sample.seq == int(last_seq))) is not None:
+                return None
+        return (f"the node recorded up to record {last_seq} but the controller could not read them; check that "
+                f"the SSH user can read {AGENT_WORKDIR}/{self.name}/records.jsonl, then `lab resume {self.name}`")
 
     def catch_up(self, nodes: list[str]) -> None:
         """After a campaign ended with nodes gone: store what they recorded before they vanished, release them.
