@@ -13,8 +13,8 @@ RSS of that process alone), one step at a time. Ingest writes `lab.report.synthe
 (units x 1 repeat x runs benchmarks) through `lab.db.ingest.ingest_samples`, the collector's own path,
 and its rate counts only the time inside that call and the final commit (not the generator). Reports are
 the real CLI, `lab report CAMPAIGN --format F -o FILE`, so the figure is what a user waits for. With
-PostgreSQL the server's CPU is not in the figures (client only). Work files go in a temporary directory,
-removed at the end.
+PostgreSQL on this machine, the server's CPU over each step has a column of its own (read from /proc).
+Work files go in a temporary directory, removed at the end.
 """
 
 from __future__ import annotations
@@ -70,20 +70,23 @@ def main(argv: list[str] | None = None) -> int:
             for code, path in codes[:-1]:  # the baseline's ingest, into a database of its own
                 url, drop = database_url(database, work, "_base")
                 try:
-                    rows.append([code] + ingest_step(database, url, args.units, args.runs, path))
+                    rows.append([code] + server_side(url, lambda: ingest_step(database, url, args.units,
+                                                                              args.runs, path)))
                 finally:
                     drop()
             url, drop = database_url(database, work)
             try:
-                rows.append([codes[-1][0]] + ingest_step(database, url, args.units, args.runs))
+                rows.append([codes[-1][0]] + server_side(url, lambda: ingest_step(database, url, args.units,
+                                                                                  args.runs)))
                 for fmt in formats:
                     for code, path in codes:  # every code's report reads the working tree's database
-                        rows.append([code] + report_step(database, url, fmt, work, path))
+                        rows.append([code] + server_side(url, lambda: report_step(database, url, fmt, work, path)))
             finally:
                 drop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    header = ["code", "database", "step", "samples", "records", "wall s", "CPU s", "peak MiB", "figure"]
+    header = ["code", "database", "step", "samples", "records", "wall s", "CPU s", "server CPU s", "peak MiB",
+              "figure"]
     if not args.baseline:
         header, rows = header[1:], [row[1:] for row in rows]
     for line in table(rows, header):
@@ -141,6 +144,54 @@ def database_url(database: str, work: Path, suffix: str = "") -> tuple[str, Call
         admin.dispose()
 
     return server.set(database=name).render_as_string(hide_password=False), drop
+
+
+def server_side(url: str, step: Callable[[], list[str]]) -> list[str]:
+    """The step's row with the database server's CPU seconds over it inserted (PostgreSQL on this machine only)."""
+    read = postgres_cpu_reader(url) if url.startswith("postgresql") else None
+    before = read() if read else None
+    row = step()
+    after = read() if read else None
+    row.insert(6, f"{after - before:.1f}" if before is not None and after is not None else "")
+    return row
+
+
+def postgres_cpu_reader(url: str) -> Callable[[], float | None] | None:
+    """A reader of the local PostgreSQL server's CPU seconds so far: its postmaster, live and exited children."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            data = conn.execute(text("SELECT setting FROM pg_settings WHERE name = 'data_directory'")).scalar()
+        postmaster = int(Path(data, "postmaster.pid").read_text().split()[0])
+    except Exception:  # noqa: BLE001 - a remote or unreadable server: no server figure
+        return None
+    finally:
+        engine.dispose()
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def stat(pid: int | str) -> list[str]:
+        """/proc/PID/stat's fields after the command name (state, ppid, ..., utime at 11, stime, cutime, cstime)."""
+        raw = Path(f"/proc/{pid}/stat").read_text()
+        return raw[raw.rindex(")") + 2:].split()
+
+    def read() -> float | None:
+        try:
+            total = sum(int(x) for x in stat(postmaster)[11:15])  # exited backends are in its cutime/cstime
+        except OSError:
+            return None
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = stat(entry.name)
+                except OSError:
+                    continue
+                if int(fields[1]) == postmaster:
+                    total += int(fields[11]) + int(fields[12])
+        return total / tick
+
+    return read
 
 
 def measured(argv: list[str], code: Path | None = None) -> tuple[int, float, float, float, bytes]:
