@@ -1,0 +1,149 @@
+"""Scale: the same time-scaled soak on 1, 8, 32 and 64 virtual nodes; does the controller grow faster than the fleet?
+
+One fleet of the largest size is brought up and provisioned once; each campaign runs on its first N nodes
+(`lab run --limit`), the counts interleaved (ascending, then descending on the next repeat). Per count:
+campaign wall time and its ratio to 1 node, controller CPU (user+sys of `lab run` and every descendant:
+ansible-playbook and its forks, ssh, the ssh masters it leaves behind) and peak memory (PSS of that tree),
+and the fleet's own memory (PSS of every node's processes) and CPU.
+
+    .venv/bin/python bench/scale.py --nodes 1,8,32,64 --time-scale 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from benchlib import (LAB, PROJECT, BenchFleet, benchmark_samples, fleet_env, lab_argv, log, machine, measure, median,
+                      parse_variants, phase_walls, stop_cleanly, table)
+
+STACK = "h10-5.3.0"
+
+
+def write_scenario(workdir: Path, runs: int, time_to_run: int) -> Path:
+    """The soak without its reboot: identify, `runs` back-to-back benchmarks, then the logs and temperatures."""
+    (workdir / "stacks").unlink(missing_ok=True)
+    (workdir / "stacks").symlink_to(PROJECT / "stacks")
+    path = workdir / f"scale-soak-{runs}.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "scale_soak", "description": f"identify, {runs} back-to-back benchmarks, logs",
+        "matrix": {"stacks": [STACK], "repeats": 1},
+        "phases": [{"name": "soak", "steps": [
+            "identify", {"collect": ["dmesg", "temps"]},
+            {"benchmark": {"hef": "yolo26s_hailo10h.hef", "runs": runs, "time_to_run": time_to_run}},
+            {"collect": ["runtime_log", "dmesg", "temps"]}]}],
+    }, sort_keys=False))
+    return path
+
+
+def run_count(n: int, fleet: BenchFleet, scenario: Path, workdir: Path, env: dict, tag: str,
+              variant: Path | None = None) -> dict:
+    """One campaign on the fleet's first n nodes (with the current tree's lab, or a variant's)."""
+    db = workdir / f"{tag}.db"
+    name = f"scale-{tag}"
+    lab, lab_env = lab_argv(variant, env)
+    m = measure([*lab, "run", str(scenario), "--inventory", str(fleet.inventory), "--db", f"sqlite:///{db}",
+                 "--name", name, "--limit", ",".join(fleet.node_names(n)), "--json"],
+                env=lab_env, cwd=workdir, stdout=workdir / f"{tag}.out", fleet_dir=fleet.root, every=2.0)
+    if m.rc != 0:
+        log(f"lab run on {n} node(s) exited {m.rc}; see {workdir / (tag + '.out')}")
+    samples = benchmark_samples(db, name) if db.exists() else {}
+    walls = phase_walls(db, name) if db.exists() else {}
+    return {"nodes": n, "rc": m.rc, "wall_s": m.wall_s, "phase_wall_s": round(max(walls.values(), default=0.0), 2),
+            "nodes_ok": sum(1 for v in samples.values() if v >= 1), "samples": sum(samples.values()),
+            "controller_cpu_s": round(m.cpu_s, 2), "controller_user_s": m.user_s, "controller_sys_s": m.sys_s,
+            "controller_peak_pss_mib": m.peak_pss_mib, "controller_peak_procs": m.peak_procs,
+            "fleet_pss_mib": m.fleet_pss_mib, "fleet_cpu_s": m.fleet_cpu_s}
+
+
+def summarise(results: list[dict], fleet_nodes: int, cores: int) -> list[dict]:
+    """Per variant and node count: medians, the wall's ratio to the variant's smallest count, per-node figures."""
+    rows = []
+    for variant in dict.fromkeys(r["variant"] for r in results):
+        rows += _summarise(variant, [r for r in results if r["variant"] == variant], fleet_nodes, cores)
+    return rows
+
+
+def _summarise(variant: str, results: list[dict], fleet_nodes: int, cores: int) -> list[dict]:
+    base = median([r["wall_s"] for r in results if r["nodes"] == min(x["nodes"] for x in results)])
+    rows = []
+    for n in sorted({r["nodes"] for r in results}):
+        mine = [r for r in results if r["nodes"] == n]
+        wall = median([r["wall_s"] for r in mine])
+        cpu = median([r["controller_cpu_s"] for r in mine])
+        fleet_cpu = median([r["fleet_cpu_s"] for r in mine])
+        rows.append({
+            "variant": variant, "nodes": n, "repeats": len(mine), "ok": f"{min(r['nodes_ok'] for r in mine)}/{n}",
+            "wall_s": round(wall, 1), "vs_1": round(wall / base, 3),
+            "phase_s": round(median([r["phase_wall_s"] for r in mine]), 1),
+            "ctl_cpu_s": round(cpu, 1), "ctl_cpu_per_node": round(cpu / n, 2),
+            "ctl_cores": round(cpu / wall, 2),
+            "ctl_pss_mib": round(median([r["controller_peak_pss_mib"] for r in mine]), 1),
+            "ctl_mib_per_node": round(median([r["controller_peak_pss_mib"] for r in mine]) / n, 1),
+            "fleet_pss_per_node_mib": round(median([r["fleet_pss_mib"] for r in mine]) / fleet_nodes, 1),
+            "node_cpu_s": round(fleet_cpu, 1), "node_cores": round(fleet_cpu / wall, 2),
+            "node_busy_pct": round(100 * fleet_cpu / wall / cores, 1),
+        })
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nodes", default="1,8,32,64", help="comma-separated node counts")
+    ap.add_argument("--time-scale", type=float, default=0.5)
+    ap.add_argument("--runs", type=int, default=25)
+    ap.add_argument("--time-to-run", type=int, default=15)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--workdir", type=Path, help="where inventory, databases and outputs go (default: a new temp dir)")
+    ap.add_argument("--variant", action="append", metavar="NAME=DIR",
+                    help="also run another copy of the project (e.g. a baseline) side by side, interleaved")
+    ap.add_argument("--no-current", action="store_true", help="run only the --variant copies, not the current tree")
+    ap.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    args = ap.parse_args(argv)
+    stop_cleanly()
+    variants = parse_variants(args.variant, current=not args.no_current)
+    counts = sorted({int(c) for c in args.nodes.split(",") if c.strip()})
+    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="bench-scale-", dir="/var/tmp"))).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = fleet_env()
+    where = machine()
+    results = []
+    with BenchFleet(workdir, max(counts), args.time_scale, env) as fleet:
+        prov = measure([LAB, "provision", STACK, "--inventory", str(fleet.inventory)], env=env, cwd=workdir,
+                       stdout=workdir / "provision.out", fleet_dir=fleet.root, every=2.0)
+        log(f"provisioned {max(counts)} node(s) in {prov.wall_s:.1f} s (controller CPU {prov.cpu_s:.1f} s)")
+        if prov.rc != 0:
+            raise SystemExit(f"provisioning failed:\n{prov.stdout[-2000:]}")
+        scenario = write_scenario(workdir, args.runs, args.time_to_run)
+        for r in range(args.repeats):
+            for n in (counts if r % 2 == 0 else counts[::-1]):
+                names = list(variants) if (r + counts.index(n)) % 2 == 0 else list(variants)[::-1]
+                for variant in names:  # variants alternate which goes first
+                    res = run_count(n, fleet, scenario, workdir, env, tag=f"{variant}-n{n}-r{r}",
+                                    variant=variants[variant])
+                    res.update(repeat=r, variant=variant)
+                    log(f"{variant}, {n} node(s): {res['wall_s']:.1f} s, "
+                        f"controller CPU {res['controller_cpu_s']:.1f} s, {res['nodes_ok']}/{n} ok")
+                    results.append(res)
+    rows = summarise(results, max(counts), where["cores"])
+    if args.json:
+        print(json.dumps({"machine": where, "time_scale": args.time_scale, "runs": args.runs,
+                          "variants": {k: str(v or PROJECT) for k, v in variants.items()},
+                          "provision": {"wall_s": prov.wall_s, "cpu_s": prov.cpu_s}, "summary": rows,
+                          "results": results}, indent=2))
+        return 0
+    print(f"# soak: identify, {args.runs} x {args.time_to_run} s benchmarks, logs; time scale {args.time_scale}; "
+          f"one fleet of {max(counts)} nodes, campaigns on the first N; load average at start "
+          f"{' '.join(where['loadavg'])}; workdir {workdir}")
+    keys = list(rows[0])
+    print(table(keys, [[row[k] for k in keys] for row in rows]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
