@@ -47,8 +47,10 @@ def remote(host: Host, argv: list[str], timeout: float, control_dir: str | None 
     With `control_dir`, the command reuses one master connection per node kept there (no key exchange per
     poll: about 0.05 s instead of 0.4 s, and no sshd handshake on the node every 2 s).
     """
+    # stdin is never ssh's: it would read a person's terminal, and OpenSSH leaves the stdin it was given
+    # non-blocking (its ControlPersist master keeps it), which breaks the shell and later Ansible runs.
     return subprocess.run(_multiplexed(host.ssh_argv(shlex.join(argv)), control_dir), capture_output=True,
-                          timeout=timeout)
+                          stdin=subprocess.DEVNULL, timeout=timeout)
 
 
 def _multiplexed(argv: list[str], control_dir: str | None) -> list[str]:
@@ -109,7 +111,7 @@ class Collector:
             for cur in self.cursors.values():  # `-O exit` asks the local master to quit: quick even for a dead node
                 argv = cur.host.ssh_argv()
                 subprocess.run([argv[0], "-o", f"ControlPath={self._control_dir}/%C", "-O", "exit", *argv[1:]],
-                               capture_output=True, timeout=10, check=False)
+                               capture_output=True, stdin=subprocess.DEVNULL, timeout=10, check=False)
         shutil.rmtree(self._control_dir, ignore_errors=True)
 
     def poll_node(self, cur: NodeCursor, timeout: float = 20.0) -> int:

@@ -56,14 +56,17 @@ def require_fleet() -> None:
         pytest.skip(reason)
 
 
+def ssh_argv(fleet: Fleet, address: str, *remote: str, timeout: int = 5, known_hosts: Path | None = None) -> list[str]:
+    """`ssh` to a node as root with the fleet's key, host keys checked against `known_hosts` (the fleet's)."""
+    return ["ssh", "-i", str(fleet.key_file), "-o", f"UserKnownHostsFile={known_hosts or fleet.known_hosts}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout}",
+            "-o", "ControlMaster=no", f"root@{address}", *remote]
+
+
 def ssh_cmd(fleet: Fleet, address: str, *remote: str, timeout: int = 5) -> subprocess.CompletedProcess:
     """Run a command on a node over real SSH with the fleet's key and known_hosts."""
-    return subprocess.run(
-        ["ssh", "-i", str(fleet.key_file), "-o", f"UserKnownHostsFile={fleet.known_hosts}",
-         "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout}",
-         "-o", "ControlMaster=no", f"root@{address}", *remote],
-        capture_output=True, text=True, timeout=timeout + 10,
-    )
+    return subprocess.run(ssh_argv(fleet, address, *remote, timeout=timeout), capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=timeout + 10)
 
 
 def fleet_leftovers(fleet: Fleet, machine_prefix: str) -> list[str]:

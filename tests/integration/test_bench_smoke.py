@@ -18,7 +18,7 @@ def test_dispatch_runs_every_method_to_the_end(tmp_path, monkeypatch):
     monkeypatch.setenv("LAB_FLEET_DIR", str(tmp_path / "fleet"))
     argv = [sys.executable, str(PROJECT / "bench" / "dispatch.py"), "--time-scale", "0.02", "--runs", "2",
             "--repeats", "1", "--no-warmup", "--workdir", str(tmp_path / "work"), "--json"]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads(proc.stdout)
     rows = {row["method"]: row for row in doc["summary"]}

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from lab.cli import main
 from lab.db.models import Campaign, Phase, Run, Sample
 from lab.virtual.fleet import Fleet
-from tests.conftest import PROJECT, fleet_leftovers, require_fleet, ssh_cmd
+from tests.conftest import PROJECT, fleet_leftovers, require_fleet, ssh_argv, ssh_cmd
 
 pytestmark = pytest.mark.fleet
 NET = "127.77.230"
@@ -53,9 +53,9 @@ class FaultFleet:
 
     def lab(self, *args: str, env: dict | None = None) -> subprocess.Popen:
         """`lab ARGS` as its own process (so it can be killed), writing under the module's directory."""
-        return subprocess.Popen([sys.executable, "-m", "lab", *args], cwd=self.base, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
-                                start_new_session=True)
+        return subprocess.Popen([sys.executable, "-m", "lab", *args], cwd=self.base, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
 
     def run(self, scenario: Path, name: str, inventory: Path | None = None, env: dict | None = None):
         return self.lab("run", str(scenario), "--inventory", str(inventory or self.inventory), "--db", self.db,
@@ -325,9 +325,8 @@ def test_changed_host_key_stops_that_node_only(ff):
         trust = ff.base / "known_hosts.new"
         trust.write_text(f"{ff.addr('node3')} {' '.join(new_key.stdout.split()[:2])}\n")
         for name, data in original.items():
-            argv = ff_ssh(ff, ff.addr("node3"), f"cat > /etc/ssh/{name}")
-            argv[argv.index(f"UserKnownHostsFile={ff.fleet.known_hosts}")] = f"UserKnownHostsFile={trust}"
-            subprocess.run(argv, input=data, check=True, timeout=30)
+            subprocess.run(ssh_argv(ff.fleet, ff.addr("node3"), f"cat > /etc/ssh/{name}", known_hosts=trust),
+                           input=data, check=True, timeout=30)
         ff.fleet.fault("node3", "down")
         ff.fleet.fault("node3", "up")
     assert ssh_cmd(ff.fleet, ff.addr("node3"), "true").returncode == 0
@@ -376,7 +375,7 @@ def test_payloads_reach_the_agent_as_data(ff):
 
     node = ff.addr("node1")
     agent = "/root/inj-agent.pyz"
-    subprocess.run(ff_ssh(ff, node, f"cat > {agent}"), input=Path(build_bundle()).read_bytes(), check=True, timeout=30)
+    subprocess.run(ssh_argv(ff.fleet, node, f"cat > {agent}"), input=Path(build_bundle()).read_bytes(), check=True, timeout=30)
     for i, payload in enumerate(PAYLOADS):
         step = BenchmarkStep(hef=HEF, runs=1).model_dump(mode="json")
         step["hef"] = hef = f"x{payload}.hef"
@@ -385,7 +384,7 @@ def test_payloads_reach_the_agent_as_data(ff):
                 "chip": "hailo10h", "driver_module": "hailo1x_pci", "hef_dirs": ["/usr/share/hailo-models"],
                 "commands": {}, "steps": [step]}
         work = f"/var/lib/lab-agent/{campaign}"
-        put = subprocess.run(ff_ssh(ff, node, f"mkdir -p {work} && cat > {work}/phase.json"),
+        put = subprocess.run(ssh_argv(ff.fleet, node, f"mkdir -p {work} && cat > {work}/phase.json"),
                              input=json.dumps(spec), capture_output=True, text=True, timeout=30)
         assert put.returncode == 0, put.stderr
         ran = ssh_cmd(ff.fleet, node, f"python3 {agent} run {work}/phase.json", timeout=120)
@@ -398,12 +397,6 @@ def test_payloads_reach_the_agent_as_data(ff):
                / failed[0]["artifact"]["artifact"]).read_text()
         assert hef in raw, (payload, raw)  # the tool was given that file name verbatim, as one argument
         assert ssh_cmd(ff.fleet, node, f"rm -rf {work}").returncode == 0
-
-
-def ff_ssh(ff: FaultFleet, address: str, remote: str) -> list[str]:
-    return ["ssh", "-i", str(ff.fleet.key_file), "-o", f"UserKnownHostsFile={ff.fleet.known_hosts}",
-            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ControlMaster=no",
-            f"root@{address}", remote]
 
 
 def test_free_text_payloads_are_stored_verbatim_never_run(ff):
@@ -440,7 +433,7 @@ def test_become_and_vault_secrets_never_stored(ff):
                     "install -m 600 -o pi -g pi /root/.ssh/authorized_keys ~pi/.ssh/authorized_keys", timeout=30)
     assert setup.returncode == 0, setup.stderr
     # the password goes in on stdin, so it is on no command line
-    subprocess.run(ff_ssh(ff, node3, "chpasswd"), input=f"pi:{become}\n", text=True, check=True, timeout=30)
+    subprocess.run(ssh_argv(ff.fleet, node3, "chpasswd"), input=f"pi:{become}\n", text=True, check=True, timeout=30)
     password_file = ff.base / "vault-password"
     password_file.write_text("vault-pass-for-tests\n")
 
@@ -469,7 +462,8 @@ def test_become_and_vault_secrets_never_stored(ff):
         target = ff.base / f"guarded.{fmt}"
         assert main(["report", "guarded", "--db", ff.db, "--format", fmt, "-o", str(target)]) == 0
     nodes_out = subprocess.run([sys.executable, "-m", "lab", "nodes", "--inventory", str(inventory), "--json"],
-                               cwd=ff.base, capture_output=True, text=True, env={**os.environ, **env}, timeout=120)
+                               cwd=ff.base, capture_output=True, text=True, env={**os.environ, **env}, timeout=120,
+                               stdin=subprocess.DEVNULL)
     outputs += [nodes_out.stdout, nodes_out.stderr]
     canary = ff.base / "canary"
     canary.write_text(f"the grep below finds {become}\n")

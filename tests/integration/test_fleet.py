@@ -85,7 +85,7 @@ def test_freeze_and_thaw(fleet3):
     with pytest.raises(subprocess.TimeoutExpired):
         subprocess.run(["ssh", "-i", str(fleet3.key_file), "-o", f"UserKnownHostsFile={fleet3.known_hosts}",
                         "-o", "BatchMode=yes", "-o", "ControlMaster=no", f"root@{address}", "true"],
-                       capture_output=True, timeout=4)
+                       capture_output=True, stdin=subprocess.DEVNULL, timeout=4)
     fleet3.fault("node3", "thaw")
     assert boot_id(fleet3, address) == before
     assert [s.state for s in fleet3.status()][2] == "running"

@@ -17,6 +17,7 @@ def test_ansible_lint_production_profile():
     if not lint.exists() and shutil.which("ansible-lint") is None:
         pytest.skip("ansible-lint is not installed")
     proc = subprocess.run([str(lint if lint.exists() else "ansible-lint"), "--profile", "production", "--nocolor",
-                           "playbooks", "roles"], cwd=PROJECT, capture_output=True, text=True, timeout=300)
+                           "playbooks", "roles"], cwd=PROJECT, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Profile 'production' was required, and it passed" in proc.stderr + proc.stdout
