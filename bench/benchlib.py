@@ -16,6 +16,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from lab.errors import LabError
+from lab.virtual.fleet import check_inotify
+
 BENCH = Path(__file__).resolve().parent
 PROJECT = BENCH.parent
 VENV_BIN = Path(sys.executable).parent
@@ -25,6 +28,15 @@ DEFAULT_FLEET_DIR = "/var/tmp/bench-fleet"
 DEFAULT_FLEET_NET = "127.77.60"
 PR_SET_CHILD_SUBREAPER = 36
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def add_common_args(ap) -> None:
+    """Options every fleet benchmark takes: where to work, other copies to compare, JSON output."""
+    ap.add_argument("--workdir", type=Path, help="where inventory, databases and outputs go (default: a new temp dir)")
+    ap.add_argument("--variant", action="append", metavar="NAME=DIR",
+                    help="also run `lab` from another copy of the project (e.g. a baseline), interleaved")
+    ap.add_argument("--no-current", action="store_true", help="run only the --variant copies, not the current tree")
+    ap.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
 
 
 def fleet_env(fleet_dir: str | None = None, fleet_net: str | None = None) -> dict[str, str]:
@@ -83,11 +95,10 @@ class BenchFleet:
         self.root = Path(env["LAB_FLEET_DIR"])
 
     def __enter__(self) -> BenchFleet:
-        # Each node's systemd takes several inotify instances; past the limit a node's PID 1 exits at boot.
-        limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
-        if limit < 4 * self.nodes + 32:  # ~3 per node were seen; other fleets on the host take their share
-            raise SystemExit(f"fs.inotify.max_user_instances is {limit}, too few for {self.nodes} nodes: "
-                             f"sysctl -w fs.inotify.max_user_instances={max(1024, 8 * self.nodes)}")
+        try:  # the same check as `lab fleet up`, before anything is started
+            check_inotify(self.nodes)
+        except LabError as exc:
+            raise SystemExit(f"bench: {exc}") from None
         if (self.root / "fleet.json").exists():
             raise SystemExit(f"a fleet is already up at {self.root}; `LAB_FLEET_DIR={self.root} lab fleet down` first")
         t0 = time.monotonic()
@@ -157,7 +168,7 @@ def measure(argv: list[str], *, env: dict[str, str], cwd: Path, stdout: Path, fl
                "--every", str(every)]
     if fleet_dir is not None:
         wrapper += ["--fleet-dir", str(fleet_dir)]
-    subprocess.run([*wrapper, "--", *argv], env=env, cwd=cwd, check=True)
+    subprocess.run([*wrapper, "--", *argv], env=env, cwd=cwd, check=True, stdin=subprocess.DEVNULL)  # never a terminal for ssh
     data = json.loads(result.read_text())
     result.unlink()
     data["stdout"] = stdout.read_text(errors="replace")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from benchlib import (LAB, PROJECT, VENV_BIN, BenchFleet, benchmark_samples, fleet_env, lab_argv, log, machine,
+from benchlib import (LAB, PROJECT, VENV_BIN, BenchFleet, add_common_args, benchmark_samples, fleet_env, lab_argv, log, machine,
                       measure, median, parse_variants, phase_walls, stop_cleanly, table)
 
 HEF = "/usr/share/hailo-models/yolo26s_hailo10h.hef"
@@ -132,11 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-to-run", type=int, default=15, help="nominal seconds per benchmark run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-warmup", dest="warmup", action="store_false")
-    ap.add_argument("--workdir", type=Path, help="where inventory, databases and outputs go (default: a new temp dir)")
-    ap.add_argument("--variant", action="append", metavar="NAME=DIR",
-                    help="also run `lab` from another copy of the project (e.g. a baseline), interleaved")
-    ap.add_argument("--no-current", action="store_true", help="run only the --variant copies, not the current tree")
-    ap.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    add_common_args(ap)
     args = ap.parse_args(argv)
     stop_cleanly()
     variants = parse_variants(args.variant, current=not args.no_current)

@@ -126,6 +126,7 @@ class Fleet:
         names = node_names(count)
         if profile:
             check_profile_nodes(units, names, profile)
+        check_inotify(count)
         meta = self.meta()
         if meta and meta["nodes"] != names:
             raise ConfigError(
@@ -368,6 +369,25 @@ class Fleet:
                     fdir.rmdir()
                 except OSError:
                     pass
+
+
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+
+
+def check_inotify(nodes: int, limit_file: Path = INOTIFY_INSTANCES) -> None:
+    """Fail before booting when the nodes' systemd would run out of inotify instances.
+
+    Each node's PID 1 takes about three; past the host's per-user limit (128 by default) it exits
+    at boot ("Failed to create control group inotify object: Too many open files"), and the node
+    never answers SSH. Other fleets on the host take their share, hence the margin.
+    """
+    try:
+        limit = int(limit_file.read_text())
+    except (OSError, ValueError):
+        return
+    if limit < 4 * nodes + 32:
+        raise HostSetupError(f"fs.inotify.max_user_instances is {limit}, too few for {nodes} nodes",
+                             str(limit_file), f"sysctl -w fs.inotify.max_user_instances={max(1024, 8 * nodes)}")
 
 
 def _rmdir_empty(path: Path) -> None:

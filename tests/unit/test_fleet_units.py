@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from lab.cli import main
+from lab.errors import LabError
 from lab.virtual import image, inventory_file
 from lab.virtual.fleet import Fleet
 from lab.virtual.node import NodeDir, prepare
@@ -136,3 +137,17 @@ def test_status_and_down_without_fleet(capsys):
     assert run(capsys, "fleet", "status") == (0, "no virtual fleet is up\n", "")
     assert run(capsys, "fleet", "status", "--json") == (0, '{\n  "nodes": []\n}\n', "")
     assert run(capsys, "fleet", "down") == (0, "no virtual fleet was up\n", "")
+
+
+def test_too_few_inotify_instances_for_the_fleet(tmp_path):
+    """Nodes past the host's inotify limit would never boot: refused up front with the sysctl to run."""
+    from lab.virtual.fleet import check_inotify
+
+    limit = tmp_path / "max_user_instances"
+    limit.write_text("128\n")
+    check_inotify(24, limit)  # 4 per node and a margin for other fleets fit in 128
+    with pytest.raises(LabError) as exc:
+        check_inotify(64, limit)
+    assert str(exc.value) == (f"fs.inotify.max_user_instances is 128, too few for 64 nodes, {limit}, "
+                              "sysctl -w fs.inotify.max_user_instances=1024")
+    assert exc.value.exit_code == 2
