@@ -90,11 +90,11 @@ def phase_seconds(phase, time_scale: float) -> float:
 
 
 def poll_seconds(phase, time_scale: float) -> int:
-    """How often the playbook asks whether the node's agent is done: about 30 times per phase, every 2-30 s.
+    """The delay between `async_status` asks, every 2-30 s (about 1/30 of the phase).
 
-    Each ask is a module run (~0.1 CPU s on the controller, ~0.25 on the node): every 2 s through a
-    375 s soak that is ~190 runs per node, which 64 nodes cannot afford; the phase's own records are
-    still read every 2 s by the collector. The end of a phase is noticed at most ~3 % of it late.
+    The node itself waits for the agent's end first (phase.yml's `wait_for`, one ask per 30 s), so
+    this only paces the asks made after the agent's result is written, or while a node keeps failing
+    the wait; each ask is a module run (~0.1 CPU s on the controller, ~0.25 on the node).
     """
     return int(min(30, max(2, phase_nominal_seconds(phase) * time_scale / 30)))
 
