@@ -304,15 +304,15 @@ class CampaignRunner:
                     kind = "unreachable" if host is None or host.unreachable else "failed"
                     if kind == "unreachable":
                         self.gone.add(node)
-                    self._end_phase(spec, index, "infra_error", f"{phase.name}: {kind}: {why}")
-                    self._fail_run(self.run_ids[spec.index], f"{phase.name}: {kind}: {why}")
-                    del active_all[node]
-                elif (unread := self._unread(spec, host.facts.get("lab_agent_last_seq"))) is not None:
-                    self._end_phase(spec, index, "infra_error", f"{phase.name}: {unread}")
-                    self._fail_run(self.run_ids[spec.index], f"{phase.name}: {unread}")
-                    del active_all[node]
+                    failure = f"{kind}: {why}"
                 else:
+                    failure = self._unread(spec, host.facts.get("lab_agent_last_seq"))
+                if failure is None:
                     self._end_phase(spec, index, None, None, host.facts.get("lab_phase_boot_id"))
+                else:  # this node's run ends here; the others go on
+                    self._end_phase(spec, index, "infra_error", f"{phase.name}: {failure}")
+                    self._fail_run(self.run_ids[spec.index], f"{phase.name}: {failure}")
+                    del active_all[node]
             active = active_all
 
     def _unread(self, spec: RunSpec, last_seq: Any) -> str | None:
