@@ -12,11 +12,8 @@ from typing import Any, Callable
 
 import ansible_runner
 
+from lab import resources
 from lab.errors import PlaybookError
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-ANSIBLE_CFG = PROJECT_DIR / "ansible.cfg"
-PLAYBOOKS = PROJECT_DIR / "playbooks"
 
 
 @dataclass
@@ -86,8 +83,8 @@ def _envvars() -> dict[str, str]:
     """Environment of ansible-playbook: the project's config, and this interpreter's ansible on PATH."""
     bindir = str(Path(sys.executable).parent)
     return {
-        "ANSIBLE_CONFIG": str(ANSIBLE_CFG),
-        "ANSIBLE_ROLES_PATH": str(PROJECT_DIR / "roles"),
+        "ANSIBLE_CONFIG": str(resources.ansible_cfg()),
+        "ANSIBLE_ROLES_PATH": str(resources.roles_dir()),
         # ansible-runner sets False unless told: ssh would then get StrictHostKeyChecking=no before the
         # inventory's =yes (the first one wins), and a node with a changed host key would still be used.
         "ANSIBLE_HOST_KEY_CHECKING": "True",
@@ -108,15 +105,15 @@ def run_playbook(
     """Run one playbook through ansible-runner with the project's ansible.cfg; never raises for host failures."""
     path = Path(playbook)
     if not path.is_absolute():
-        path = PLAYBOOKS / path
+        path = resources.playbooks_dir() / path
     if not path.exists():
-        raise PlaybookError(f"no playbook {path}", hint="playbooks live in playbooks/")
+        raise PlaybookError(f"no playbook {path}", hint="lab's playbooks ship in its package (lab/data/playbooks)")
     hosts: dict[str, HostResult] = {}
     private = Path(tempfile.mkdtemp(prefix="lab-runner-"))
     try:
         runner = ansible_runner.run(
             private_data_dir=str(private),
-            project_dir=str(PROJECT_DIR),
+            project_dir=str(resources.data_dir()),
             playbook=str(path),
             inventory=str(Path(inventory).resolve()),
             extravars=extravars or {},

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import ConfigError
+from lab.resources import find_input
 from lab.scenario import LoadedScenario, load_scenario
 from lab.stack import load_stack
 from lab.yamlload import Document, load_yaml, show
@@ -47,9 +48,18 @@ def detect_kind(path: Path, doc: Document) -> str | None:
     return None
 
 
+def locate(ref: str | Path) -> Path:
+    """A file by path, or a bare name of a scenario, stack or profile (own folders first, then lab's)."""
+    for kind in KINDS:
+        path = find_input(ref, kind)
+        if path.exists():
+            return path
+    return Path(ref)
+
+
 def check_file(path: str | Path) -> CheckResult:
-    """Validate one scenario, stack or profile file without touching any node; raises ConfigError."""
-    path = Path(path)
+    """Validate one scenario, stack or profile file (or a name, see `locate`) without touching any node."""
+    path = locate(path)
     _, doc = load_yaml(path)
     kind = detect_kind(path, doc)
     if kind is None:
@@ -76,7 +86,7 @@ def check_file(path: str | Path) -> CheckResult:
 
 def load_scenario_file(path: str | Path) -> LoadedScenario:
     """Load a file given as a scenario (`lab run`); a file of another kind gets what `lab check` says of it."""
-    path = Path(path)
+    path = find_input(path, "scenario")
     _, doc = load_yaml(path)
     kind = detect_kind(path, doc)
     if kind != "scenario":

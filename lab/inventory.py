@@ -11,7 +11,6 @@ from typing import Any
 
 from lab.errors import InventoryError
 
-INVENTORY_DIR = Path(__file__).resolve().parent.parent / "inventory"
 CHIPS = ("hailo10h", "hailo8", "hailo8l")
 
 
@@ -71,18 +70,15 @@ class Inventory:
 
 
 def resolve(name_or_path: str) -> Path:
-    """`pis` -> inventory/pis.yml (or .yaml, .ini); a path is taken as it is."""
+    """`pis` -> ./inventory/pis.yml (or .yaml, .ini); a path is taken as it is."""
     path = Path(name_or_path)
     if path.exists():
         return path
     if "/" not in name_or_path:
-        for suffix in (".yml", ".yaml", ".ini", ""):
-            candidate = INVENTORY_DIR / f"{name_or_path}{suffix}"
+        for suffix in (".yml", ".yaml", ".ini"):
+            candidate = Path("inventory") / f"{name_or_path}{suffix}"
             if candidate.exists():
                 return candidate
-        cwd_candidate = Path("inventory") / f"{name_or_path}.yml"
-        if cwd_candidate.exists():
-            return cwd_candidate
     raise InventoryError(f"no inventory {name_or_path!r}", name_or_path,
                          "give a path, or a name in inventory/ (pis -> inventory/pis.yml); "
                          "`lab fleet up` writes inventory/virtual.yml")

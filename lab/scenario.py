@@ -12,6 +12,7 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from lab.errors import ConfigError
+from lab.resources import shipped
 from lab.stack import Stack, StrictModel, check_name, known_stacks, load_stack, stack_path
 from lab.steps import (HEF_HINT, HEF_RE, SHORTHAND, STEP_MODELS, BenchmarkStep,  # noqa: F401 - re-exported
                        ChipResetStep, CollectStep, ConfigureCyclesStep, CooldownStep, DriverReloadStep, HefStep,
@@ -143,17 +144,29 @@ def find_stacks_dir(scenario_path: str | Path) -> Path:
     return Path("stacks")
 
 
+def stack_search_path(scenario_path: str | Path) -> list[Path]:
+    """Where a scenario's stacks are looked up: the nearest `stacks/` above it, then the stacks lab ships."""
+    own, ours = find_stacks_dir(scenario_path), shipped("stack")
+    if own.is_dir() and own.resolve() == ours.resolve():
+        return [own]
+    return [own, ours] if own.is_dir() else [ours]
+
+
 def load_scenario(path: str | Path, stacks_dir: str | Path | None = None) -> LoadedScenario:
-    """Load and validate a scenario file and every stack it names; any mistake raises ConfigError."""
+    """Load and validate a scenario file and every stack it names; any mistake raises ConfigError.
+
+    Without `stacks_dir`, a stack is taken from the nearest `stacks/` folder above the scenario,
+    else from the stacks lab ships; with it, only from that folder.
+    """
     text, doc = load_yaml(path)
     scenario = scenario_from_document(doc)
-    folder = Path(stacks_dir) if stacks_dir is not None else find_stacks_dir(path)
-    stacks = resolve_stacks(scenario, doc, folder)
-    return LoadedScenario(path=Path(path), text=text, scenario=scenario, stacks=stacks, stacks_dir=folder)
+    folders = [Path(stacks_dir)] if stacks_dir is not None else stack_search_path(path)
+    stacks = resolve_stacks(scenario, doc, folders)
+    return LoadedScenario(path=Path(path), text=text, scenario=scenario, stacks=stacks, stacks_dir=folders[0])
 
 
-def resolve_stacks(scenario: Scenario, doc: Document, stacks_dir: Path) -> dict[str, Stack]:
-    """Load each stack the scenario names from `stacks_dir`; an unknown one is an error at its line."""
+def resolve_stacks(scenario: Scenario, doc: Document, stacks_dirs: Sequence[Path]) -> dict[str, Stack]:
+    """Load each stack the scenario names from the first folder that has it; an unknown one is an error at its line."""
     refs: list[tuple[str, tuple]] = [(n, ("matrix", "stacks", i)) for i, n in enumerate(scenario.matrix.stacks)]
     for p, phase in enumerate(scenario.phases):
         for s, step in enumerate(phase.steps):
@@ -163,11 +176,12 @@ def resolve_stacks(scenario: Scenario, doc: Document, stacks_dir: Path) -> dict[
     for name, path in refs:
         if name in stacks:
             continue
-        file = stack_path(stacks_dir, name)
-        if not file.is_file():
-            known = known_stacks(stacks_dir)
-            hint = (did_you_mean(name, known, f"stacks are the files in {stacks_dir}/") if known
-                    else f"there is no stack directory {stacks_dir}/")
+        file = next((f for f in (stack_path(d, name) for d in stacks_dirs) if f.is_file()), None)
+        if file is None:
+            known = sorted({k for d in stacks_dirs for k in known_stacks(d)})
+            where = " or ".join("lab's own stacks" if d == shipped("stack") else f"{d}/" for d in stacks_dirs)
+            hint = (did_you_mean(name, known, f"stacks are the files in {where}") if known
+                    else f"there is no stack directory {where}")
             raise ConfigError(f"unknown stack '{name}' at {dotted(path)}", where=doc.where(path), hint=hint)
         stacks[name] = load_stack(file)
     return stacks

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 import typer.exceptions
 
@@ -47,13 +46,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"lab: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except (click.ClickException, typer.exceptions.TyperException) as exc:
-        # typer >= 0.20 vendors click: its usage errors are TyperExceptions, not click's.
+    except typer.exceptions.TyperException as exc:
+        # typer carries its own click: usage errors (bad option, missing argument) are TyperExceptions.
         exc.show() if hasattr(exc, "show") else print(f"lab: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except (click.exceptions.Abort, typer.Abort):
+        return getattr(exc, "exit_code", 2)
+    except typer.Abort:
         print("lab: aborted", file=sys.stderr)
         return 1
     # With standalone_mode=False, click returns (not raises) the code of a `typer.Exit(code)`.

@@ -55,16 +55,15 @@ def _print_summary(engine, name: str, as_json: bool) -> None:
 
 
 def load_stack_ref(ref: str):
-    """A stack by path, or by name in the project's stacks/ directory."""
+    """A stack by path, or by name: ./stacks/NAME.yaml first, then the stacks lab ships."""
     from lab.errors import ConfigError
-    from lab.stack import known_stacks, load_stack, stack_path
+    from lab.resources import find_input, shipped_names
+    from lab.stack import known_stacks, load_stack
 
-    if Path(ref).exists():
-        return load_stack(ref)
-    stacks_dir = Path(__file__).resolve().parents[2] / "stacks"
-    path = stack_path(stacks_dir, ref)
+    path = find_input(ref, "stack")
     if not path.exists():
-        raise ConfigError(f"unknown stack {ref!r}", str(stacks_dir), f"known stacks: {', '.join(known_stacks(stacks_dir))}")
+        known = sorted(set(known_stacks(Path("stacks"))) | set(shipped_names("stack")))
+        raise ConfigError(f"unknown stack {ref!r}", ref, f"known stacks: {', '.join(known)}")
     return load_stack(path)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from lab.cli import app
+from lab.resources import find_input
 from lab.virtual.fleet import FAULTS, Fleet, status_dicts
 
 fleet_app = typer.Typer(help="The virtual fleet: Debian Trixie nodes in systemd-nspawn on 127.77.0.N.", no_args_is_help=True)
@@ -30,6 +31,8 @@ def up(
     Example:
         lab fleet up --nodes 4 --profile profiles/mixed.yaml --time-scale 0.02
     """
+    if profile is not None:
+        profile = find_input(profile, "profile")
     result = Fleet().up(nodes=nodes, profile=profile, time_scale=time_scale, inventory=inventory, log=_say)
     typer.echo(f"{len(result['nodes'])} node(s) answer SSH after {result['seconds']} s; inventory: {result['inventory']}")
 

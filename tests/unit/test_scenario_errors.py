@@ -50,7 +50,7 @@ CASES = [
     ("scenarios/provision_broken_stack.yaml", 2, "chip must be one of 'hailo10h', 'hailo8' or 'hailo8l', got 'hailo9'",
      None, "stacks/bad-chip.yaml"),
     ("scenarios/provision_unknown_stack.yaml", 8, "unknown stack 'h10-5.3.O' at phases[0].steps[0].provision.stack",
-     "did you mean 'h10-5.3.0'?"),
+     "did you mean 'h10-5.3.1'?"),
     ("scenarios/python_tag.yaml", 8, "unsupported YAML tag '!!python/object/apply:os.system'",
      "remove the tag: lab files hold plain data only"),
     ("scenarios/reboot_not_bool.yaml", 7, "phases[0].reboot must be true or false, got 'after'",
@@ -64,7 +64,7 @@ CASES = [
     ("scenarios/step_takes_no_settings.yaml", 8, "step 'driver_reload' takes no settings, got a mapping",
      "write '- driver_reload'"),
     ("scenarios/top_level_list.yaml", 1, "the scenario must be a mapping of keys, got a list", "start with 'name: ...'"),
-    ("scenarios/unknown_stack.yaml", 3, "unknown stack 'h10-5.3.9' at matrix.stacks[1]", "did you mean 'h10-5.3.0'?"),
+    ("scenarios/unknown_stack.yaml", 3, "unknown stack 'h10-5.3.9' at matrix.stacks[1]", "did you mean 'h10-5.3.1'?"),
     ("scenarios/unknown_step.yaml", 9, "unknown step 'benchmrk'", "did you mean 'benchmark'?"),
     ("scenarios/unknown_top_key.yaml", 4, "unknown key 'phase' in the scenario", "did you mean 'phases'?"),
     ("scenarios/yaml_tab_indent.yaml", 3, "YAML syntax error: found character '\\t' that cannot start any token "
