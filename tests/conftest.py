@@ -9,13 +9,17 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from lab.virtual.fleet import Fleet
 
-# No example database: property tests leave nothing behind in the project.
-settings.register_profile("lab", database=None)
-settings.load_profile("lab")
+# Property tests: on a developer's machine they explore new examples at every run; in CI (CI set, as
+# .ci/run is called) the same examples every time, so a submission's result never depends on luck.
+# Neither keeps an example database: nothing is left behind in the project.
+settings.register_profile("dev", database=None)
+settings.register_profile("ci", database=None, derandomize=True, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("LAB_HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 PROJECT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

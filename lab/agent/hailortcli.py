@@ -53,6 +53,7 @@ class HailoMessage(Record):
     clock_to_hz: Optional[int] = None
     driver_version: Optional[str] = None
     library_version: Optional[str] = None
+    throttling_state: Optional[str] = None
 
 
 _MSG = re.compile(r"^\[(?P<source>HailoRT(?: CLI)?)\] \[(?P<level>[a-z]+)\] (?P<message>.*?)\s*$")
@@ -60,6 +61,9 @@ _STATUS = re.compile(r"\b(?P<name>HAILO_[A-Z0-9_]+)\((?P<code>\d+)\)")
 _MISMATCH = re.compile(r"Driver version \((?P<driver>[^)]+)\) is different from library version \((?P<lib>[^)]+)\)")
 _ZONE = re.compile(r"temperature reached (?P<zone>\w+) zone")
 _CLOCK = re.compile(r"clock has been changed from (?P<old>\d+) to (?P<new>\d+)")
+# libhailort >= 5.2.0 logs each throttling-state change the chip notifies (device.cpp, default callback)
+_THROTTLING = re.compile(r"throttling state is now: (?P<state>THROTTLING_[A-Z0-9_]+)")
+THROTTLING_NONE = "THROTTLING_NONE"
 _TS = re.compile(r"\bTS\d+=(?P<t>" + NUMBER + r")\s*c\b", re.IGNORECASE)
 
 
@@ -75,6 +79,7 @@ def _message(number: int, line: str) -> Optional[HailoMessage]:
         msg.status, msg.status_code = status["name"], int(status["code"])
     msg.temperatures_c = [float(t) for t in _TS.findall(text)]
     mismatch, zone, clock = _MISMATCH.search(text), _ZONE.search(text), _CLOCK.search(text)
+    throttling = _THROTTLING.search(text)
     if mismatch:
         msg.event, msg.driver_version, msg.library_version = "driver_version_mismatch", mismatch["driver"], mismatch["lib"]
     elif "not enough free devices" in text:
@@ -85,6 +90,8 @@ def _message(number: int, line: str) -> Optional[HailoMessage]:
         msg.event, msg.zone = "temperature_zone", zone["zone"]
     elif clock:
         msg.event, msg.clock_from_hz, msg.clock_to_hz = "clock_changed", int(clock["old"]), int(clock["new"])
+    elif throttling:
+        msg.event, msg.throttling_state = "throttling_state", throttling["state"]
     elif "closed streams" in text:
         msg.event = "closed_streams"
     elif status:
@@ -131,6 +138,7 @@ class BenchmarkResult(Record):
     power_avg_w: Optional[float] = None
     power_max_w: Optional[float] = None
     power_supported: Optional[bool] = None
+    throttling_states: List[str] = field(default_factory=list)
     messages: List[HailoMessage] = field(default_factory=list)
     statuses: Dict[str, int] = field(default_factory=dict)
 
@@ -184,7 +192,24 @@ def parse_benchmark(text: str) -> BenchmarkResult:
     if r.format is None and not measuring and not _failed(r.messages):
         raise ToolOutputError("benchmark", "not hailortcli benchmark output (no FPS summary, measurement or HailoRT error)")
     r.statuses = _statuses(r.messages)
+    r.throttling_states = [m.throttling_state for m in r.messages if m.throttling_state is not None]
     return r
+
+
+def run_throttling(states: List[str], before: Optional[str]) -> Tuple[Optional[bool], Optional[str]]:
+    """Whether the chip throttled during one run, and its throttling state at the end of it.
+
+    `states` are the throttling-state changes the tool logged during the run, oldest first; `before` is
+    the state the chip was last reported in before the run (None: unknown). Every change has a throttling
+    side (into or out of a THROTTLING_* state other than NONE), so a run that logged one throttled for part
+    of it. A run without a change stayed in `before`. The chip notifies changes only, and only to a process
+    holding the device: with nothing reported yet, or after time nobody watched, the answer is None.
+    """
+    if states:
+        return True, states[-1]
+    if before is None:
+        return None, None
+    return before != THROTTLING_NONE, before
 
 
 # --- hailortcli fw-control identify ---------------------------------------------------------

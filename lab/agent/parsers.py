@@ -12,6 +12,7 @@ from typing import Callable, Dict, List, Optional
 from .hailortcli import (  # noqa: F401  (re-exported in __all__: callers import every parser from here)
     NUMBER,
     PCI_ADDRESS,
+    THROTTLING_NONE,
     BenchmarkResult,
     ErrorsResult,
     HailoMessage,
@@ -31,12 +32,13 @@ from .hailortcli import (  # noqa: F401  (re-exported in __all__: callers import
     parse_run2,
     parse_scan,
     parse_version,
+    run_throttling,
 )
 
 __all__ = [
     "PARSERS", "ToolOutputError", "detect_kinds", "parse",
     "parse_benchmark", "parse_dmesg", "parse_errors", "parse_identify", "parse_run", "parse_run2",
-    "parse_runtime_log", "parse_scan", "parse_version",
+    "parse_runtime_log", "parse_scan", "parse_version", "run_throttling",
     "BenchmarkResult", "Board", "CmaFailure", "DmesgEvent", "DmesgResult", "ErrorsResult", "HailoMessage",
     "IdentifyResult", "Run2Result", "RunResult", "RuntimeLogEntry", "RuntimeLogResult", "ScanResult",
     "Temperature", "VersionResult",

@@ -9,7 +9,7 @@ import subprocess
 import time
 from typing import Any, Dict, List, Optional
 
-from .parsers import ToolOutputError, parse_benchmark, parse_errors, parse_identify, parse_version
+from .parsers import ToolOutputError, parse_benchmark, parse_errors, parse_identify, parse_version, run_throttling
 from .records import RecordLog, node_facts, write_artifact
 
 DEVICE_STEPS = ("identify", "benchmark", "configure_cycles", "infer_continuous", "cooldown",
@@ -133,6 +133,7 @@ class Agent:
         if step.get("power_mode"):
             argv += ["--power-mode", str(step["power_mode"])]
         runs = int(step.get("runs") or 1)
+        chip_state: Optional[str] = None  # the chip's last reported throttling state, while it can carry over
         for k in range(self._done_runs(index) + 1, runs + 1):
             started = time.time()
             proc = self.tool(argv, t * self.scale * 4 + TOOL_TIMEOUT_MARGIN)
@@ -150,6 +151,11 @@ class Agent:
                 fields.update(temp_mean=temp.get("mean"), temp_min=temp.get("min"), temp_max=temp.get("max"))
                 if not temp:  # HailoRT 4.x prints no temperature: ask the chip, right after the run
                     fields.update(self._temperature())
+                # the chip's own throttling state (HailoRT >= 5.2.0 logs its changes): kept in `extra`
+                states = result.get("throttling_states")  # None: the output was unreadable
+                throttling, chip_state = run_throttling(states, chip_state) if states is not None else (None, None)
+                if throttling is not None:
+                    fields.update(hailo_throttling=throttling, hailo_throttling_state=chip_state)
                 fields["throttled"] = self.throttled()
                 self.record("sample", **fields)
             else:
@@ -158,6 +164,7 @@ class Agent:
                 raise DeviceFailure("benchmark run %d failed: %s" % (k, fields["error"]))
             if step.get("gap"):
                 self.sleep(float(step["gap"]))
+                chip_state = None  # a change while nobody holds the device is notified to no one
 
     def _platform(self):
         import hailo_platform  # provided by python3-hailort / python3-h10-hailort on the node

@@ -17,7 +17,7 @@ from lab.progress import Progress
 
 @app.command("run")
 def run(
-    scenario: Path = typer.Argument(..., help="Scenario file, e.g. scenarios/cma_soak.yaml."),
+    scenario: Path = typer.Argument(..., help="Scenario file (scenarios/cma_soak.yaml) or a shipped one's name (cma_soak)."),
     inventory: str = typer.Option(..., "--inventory", "-i", help="Inventory path, or a name in inventory/ (pis)."),
     db: str = typer.Option(None, "--db", help="Database URL (default: $LAB_DB, else sqlite:///lab.db)."),
     limit: str = typer.Option(None, "--limit", help="Only these hosts or groups (comma-separated)."),

@@ -13,7 +13,8 @@ from lab.inputs import check_file
 
 
 @app.command("check")
-def check(files: list[Path] = typer.Argument(..., help="Scenario, stack or fleet profile files (YAML).",
+def check(files: list[Path] = typer.Argument(..., help="Scenario, stack or fleet profile files (YAML), or names of "
+                                                   "shipped ones (cma_soak, h10-5.3.0, mixed).",
                                               show_default=False)) -> None:
     """Validate scenario, stack and fleet profile files; touches no node.
 
@@ -23,6 +24,7 @@ def check(files: list[Path] = typer.Argument(..., help="Scenario, stack or fleet
     Example:
 
         lab check scenarios/*.yaml stacks/*.yaml
+        lab check cma_soak
     """
     bad = 0
     for path in files:

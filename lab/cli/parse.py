@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from lab.agent import parsers
+from lab.bounds import line_of_number, out_of_bounds
 from lab.cli import app
 from lab.errors import ConfigError, ParseError
 
@@ -81,6 +82,11 @@ def parse_command(
         hint = (f"it parses as {' or '.join(others)}: try lab parse {others[0]} {file}" if others
                 else f"save the output of `{_WHAT_TO_SAVE[name]}`")
         raise ParseError(exc.what, str(file), hint) from None
+    for _, value, problem in out_of_bounds(result.to_dict()):
+        line = line_of_number(text, value)
+        raise ParseError(problem, f"{file}:{line}" if line else str(file),
+                         f"no Hailo tool reports that; check that the file is `{_WHAT_TO_SAVE[name]}` output "
+                         "(docs/analysis.md lists lab's physical bounds)")
     if as_json:
         typer.echo(json.dumps({"kind": name, "source": str(file), "result": result.to_dict()}, indent=2))
         return

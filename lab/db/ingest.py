@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import math
+import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
+from lab.bounds import INT32_MAX, RECORD_BOUNDS
 from lab.db.models import Artifact, Phase, Sample, Stack, Unit
 from lab.errors import AgentError
 
@@ -25,9 +26,11 @@ RECORD_KEYS = {
     "fps": "fps", "temp": "temp", "temp_mean": "temp", "temp_min": "temp_min", "temp_max": "temp_max",
     "configure_count": "configure_count", "configures": "configure_count",
     "boot_id": "boot_id", "uptime": "uptime", "throttled": "throttled", "error": "error", "nominal_s": "nominal_s",
+    "hailo_throttling": "chip_throttling",
 }
 _FLOATS = {"fps", "temp", "temp_min", "temp_max", "uptime", "nominal_s"}
 _INTS = {"seq", "step_index", "run_index", "configure_count"}
+_BOOLS = {"chip_throttling"}
 _CHUNK = 5000  # rows per executemany or COPY (this bounds memory per statement)
 _COPY_TABLE = "lab_sample_in"  # PostgreSQL: the temporary table each batch is copied into
 
@@ -51,11 +54,17 @@ def sample_row(record: Mapping[str, Any], run_id: int, phase_id: int | None = No
 
 
 def _row_values(record: Mapping[str, Any], run_id: int, phase_id: int | None) -> list[Any]:
-    """One agent record as the values of `_COLUMNS`, in order (the hot loop of ingest: one pass, no lookups twice)."""
+    """One agent record as the values of `_COLUMNS`, in order (the hot loop of ingest: one pass, no lookups twice).
+
+    A measured value that is not a number or lies outside its physical bound (lab/bounds.py) is
+    not stored in its column: the sample is kept with that column NULL, the value verbatim (its JSON
+    text) in `extra["raw"]` and the reason in `extra["flagged"]`, so one absurd figure never stops
+    ingest and never reaches an analysis. Only a damaged `seq`, `ts` or `step` makes a record unreadable.
+    """
     values: list[Any] = [None] * len(_COLUMNS)
     values[0], values[1] = run_id, phase_id
     extra: dict[str, Any] = {}
-    position, converters = _POSITION, _CONVERTERS
+    position, converters, limits = _POSITION, _CONVERTERS, _LIMITS
     for key, value in record.items():
         at = position.get(key)
         if at is None:
@@ -66,9 +75,19 @@ def _row_values(record: Mapping[str, Any], run_id: int, phase_id: int | None) ->
             values[at] = None
             continue
         try:
-            values[at] = converters[at](value)
+            converted = converters[at](value)
         except (TypeError, ValueError, OverflowError) as exc:
-            raise ValueError(f"{key}={value!r}: {exc}") from None
+            if at in _REQUIRED_AT:
+                raise ValueError(f"{key}={value!r}: {exc}") from None
+            _flag(extra, key, value)
+            continue
+        limit = limits.get(key)
+        if limit is not None and not limit[0] <= converted <= limit[1]:  # also false for NaN
+            if at in _REQUIRED_AT:
+                raise ValueError(f"{key}={value!r}: out of range")
+            _flag(extra, key, value)
+            continue
+        values[at] = converted
     for required, at in _REQUIRED:
         if values[at] is None:
             raise ValueError(f"no '{required}'")
@@ -76,9 +95,24 @@ def _row_values(record: Mapping[str, Any], run_id: int, phase_id: int | None) ->
     return values
 
 
-def _float(value: Any) -> float | None:
-    number = float(value)
-    return number if math.isfinite(number) else None  # non-finite numbers become NULL
+def _flag(extra: dict[str, Any], key: str, value: Any) -> None:
+    """Keep an impossible value verbatim in `extra` with the reason, instead of in its column."""
+    bound = RECORD_BOUNDS.get(key)
+    reason = (bound.problem(key, value) if bound else None) or f"{key} {value!r} is not a {_KIND.get(key, 'value')}"
+    extra.setdefault("flagged", []).append(reason)
+    extra.setdefault("raw", {})[key] = json.dumps(value)
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("true/false is not a number")
+    return float(value)  # NaN and infinities are caught by the bounds
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("not true/false")
+    return value
 
 
 def _int(value: Any) -> int:
@@ -87,19 +121,17 @@ def _int(value: Any) -> int:
     return int(value)
 
 
-def _convert(column: str, value: Any) -> Any:
-    """Coerce one value to its column's type (non-finite numbers become NULL)."""
-    if value is None:
-        return None
-    return parse_ts(value) if column == "ts" else _float(value) if column in _FLOATS else (
-        _int(value) if column in _INTS else str(value))
-
-
 _COLUMNS = ("run_id", "phase_id", *sorted(set(RECORD_KEYS.values())), "extra")
 _POSITION = {key: _COLUMNS.index(column) for key, column in RECORD_KEYS.items()}  # record key -> value index
-_CONVERTERS = {_COLUMNS.index(c): parse_ts if c == "ts" else _float if c in _FLOATS else _int if c in _INTS else str
-               for c in set(RECORD_KEYS.values())}  # value index -> conversion
+_CONVERTERS = {_COLUMNS.index(c): parse_ts if c == "ts" else _float if c in _FLOATS else _int if c in _INTS
+               else _bool if c in _BOOLS else str for c in set(RECORD_KEYS.values())}  # value index -> conversion
 _REQUIRED = tuple((c, _COLUMNS.index(c)) for c in ("seq", "ts", "step"))
+_REQUIRED_AT = frozenset(at for _, at in _REQUIRED)
+# record key -> (low, high): measured values by their physical bounds, seq by the INTEGER column
+_LIMITS = {**{key: (b.low, b.high) for key, b in RECORD_BOUNDS.items() if key in RECORD_KEYS},
+           "seq": (0, INT32_MAX)}
+_KIND = {**{key: "number" for key, column in RECORD_KEYS.items() if column in _FLOATS | _INTS},
+         **{key: "true/false" for key, column in RECORD_KEYS.items() if column in _BOOLS}}
 
 
 def ingest_samples(session: Session, run_id: int, records: Iterable[Mapping[str, Any]],

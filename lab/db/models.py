@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData,
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData,
                         String, Text, TypeDecorator, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
@@ -191,7 +191,8 @@ class Sample(Base):
     boot_id: Mapped[str | None] = mapped_column(String(64))
     uptime: Mapped[float | None] = mapped_column(Float)
     nominal_s: Mapped[float | None] = mapped_column(Float)  # seconds into the phase at time scale 1
-    throttled: Mapped[str | None] = mapped_column(String(32))
+    throttled: Mapped[str | None] = mapped_column(String(32))  # the Pi's firmware flags (get_throttled)
+    chip_throttling: Mapped[bool | None] = mapped_column(Boolean)  # the Hailo chip said it throttled (5.2+ on 10H)
     error: Mapped[str | None] = mapped_column(Text)
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 

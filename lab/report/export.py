@@ -133,6 +133,8 @@ def run_dict(model: CampaignModel, run: RunInfo, finding: RunFinding) -> dict[st
             "recovery": _dict(finding.recovery), "attribution": _dict(finding.attribution),
             "marks": [{"before_benchmark": pos + 1, "action": label} for pos, label in run.series.marks],
             "reported": run.identity,
+            "flagged": [{"benchmark": pos + 1, "reason": why} for pos, why in sorted(run.series.flagged.items())]
+            + [{"benchmark": None, "reason": why} for why in run.series.flagged_other],
             "phases": [{"index": p.index, "name": p.name, "status": p.status, "boot_id": p.boot_id,
                         "error": p.error} for p in run.phases]}
 

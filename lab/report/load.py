@@ -22,8 +22,9 @@ from lab.report.view import natural_key
 
 STREAM_ROWS = 10_000  # rows fetched per round trip; memory stays flat however many samples there are
 SAMPLE_COLUMNS = ("seq", "step", "step_index", "run_index", "ts", "fps", "temp", "temp_min", "temp_max",
-                  "configure_count", "boot_id", "uptime", "nominal_s", "throttled", "error")
-FEED_COLUMNS = ("phase_id", "step", "step_index", "fps", "temp", "boot_id", "nominal_s", "error", "extra")
+                  "configure_count", "boot_id", "uptime", "nominal_s", "throttled", "chip_throttling", "error")
+FEED_COLUMNS = ("phase_id", "step", "step_index", "fps", "temp", "boot_id", "nominal_s", "chip_throttling", "error",
+                "extra")
 
 
 def load_report(engine: Engine, ref: str) -> CampaignModel:
@@ -75,19 +76,21 @@ def load_series(engine: Engine, model: CampaignModel, on_run: Callable[[RunInfo,
     by_id = {run.id: run for run in model.runs}
     phase_index = {p.id: p.index for run in model.runs for p in run.phases}
     full = on_run is not None
-    # positions of (phase id, step, step index, fps, temp, boot id, nominal_s, error, extra) in a row
-    at = [1] + [2 + SAMPLE_COLUMNS.index(c) for c in FEED_COLUMNS[1:-1]] + [-1] if full else list(range(1, 10))
+    # positions of (phase id, step, step index, fps, temp, boot id, nominal_s, chip throttling, error, extra) in a row
+    at = ([1] + [2 + SAMPLE_COLUMNS.index(c) for c in FEED_COLUMNS[1:-1]] + [-1] if full
+          else list(range(1, len(FEED_COLUMNS) + 1)))
     pick = itemgetter(*at)
     count = 0
     for run_id, rows in scan(engine, model.campaign.id, full):
         builder = SeriesBuilder()
         add = builder.add
         for row in rows:
-            phase_id, step, step_index, fps, temp, boot, nominal, error, extra = pick(row)
-            # a measurement's `extra` matters only when it has no fps (a skipped step): else leave it undecoded
-            decoded = (json.loads(extra) if extra is not None and (fps is None or step not in MEASURE_STEPS)
-                       else None)
-            add(step, phase_index.get(phase_id, -1), fps, temp, boot, nominal, error, decoded, step_index)
+            phase_id, step, step_index, fps, temp, boot, nominal, throttling, error, extra = pick(row)
+            # a measurement's `extra` matters only when it lacks fps or temperature (a skipped step, a flagged
+            # value): else leave it undecoded
+            decoded = (json.loads(extra) if extra is not None
+                       and (fps is None or temp is None or step not in MEASURE_STEPS) else None)
+            add(step, phase_index.get(phase_id, -1), fps, temp, boot, nominal, error, decoded, step_index, throttling)
         run = by_id[run_id]
         run.series, run.identity = builder.series, builder.identity
         count += len(rows)
@@ -113,7 +116,7 @@ def scan(engine: Engine, campaign_id: int, full: bool = True) -> Iterator[tuple[
                    for name in SAMPLE_COLUMNS]
         columns = [Sample.phase_id, *columns, cast(Sample.extra, Text)]
     else:
-        measured = and_(Sample.step.in_(MEASURE_STEPS), Sample.fps.is_not(None))
+        measured = and_(Sample.step.in_(MEASURE_STEPS), Sample.fps.is_not(None), Sample.temp.is_not(None))
         columns = [getattr(Sample, name) for name in FEED_COLUMNS[:-1]]
         columns.append(case((measured, null()), else_=cast(Sample.extra, Text)))
     stmt = (select(Sample.run_id, *columns)

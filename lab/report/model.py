@@ -109,7 +109,10 @@ class Series:
     configures: array = field(default_factory=lambda: array("l"))
     inference_s: array = field(default_factory=lambda: array("d"))
     phase: array = field(default_factory=lambda: array("i"))
+    throttling: array = field(default_factory=lambda: array("b"))  # the chip's own report: 1, 0, or -1 for none
     errors: dict[int, str] = field(default_factory=dict)
+    flagged: dict[int, str] = field(default_factory=dict)  # benchmark position -> values outside physical bounds
+    flagged_other: list[str] = field(default_factory=list)  # the same for records of other steps
     segments: list[Segment] = field(default_factory=list)
     marks: list[tuple[int, str]] = field(default_factory=list)  # (benchmark position, action) before it
     configure_phases: set[int] = field(default_factory=set)
@@ -126,11 +129,13 @@ class Series:
         out: list[RunSample] = []
         append = out.append
         rows = zip(range(start + 1, stop + 1), self.fps[start:stop], self.temp[start:stop],
-                   self.configures[start:stop], self.inference_s[start:stop], self.phase[start:stop])
-        for run, fps, temp, configures, inference, phase in rows:
+                   self.configures[start:stop], self.inference_s[start:stop], self.phase[start:stop],
+                   self.throttling[start:stop])
+        for run, fps, temp, configures, inference, phase, throttling in rows:
             if fps != fps or (phases is not None and phase not in phases):  # NaN: no fps
                 continue
-            append(RunSample(run, fps, None if temp != temp else temp, configures, inference))
+            append(RunSample(run, fps, None if temp != temp else temp, configures, inference,
+                             None if throttling < 0 else bool(throttling)))
         return out
 
     def fps_values(self, start: int, stop: int) -> list[float]:

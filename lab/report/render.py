@@ -38,6 +38,9 @@ def render_text(model: CampaignModel) -> str:
     notes += [f"  #{r['index']} {r['unit']}: recorded at run time as {r['recorded']}" for r in v["runs"]
               if r["differs"]]
     out += notes
+    if v["flagged"]:
+        out += ["", "flagged (outside physical bounds, kept verbatim, not analysed)"]
+        out += [f"  {line}" for line in v["flagged"]]
     out += ["", f"thermal:  {v['thermal']['verdict']} ({v['thermal']['reason']})",
             f"trigger:  {v['trigger']['verdict']} ({v['trigger']['reason']})",
             f"recovery: {v['recovery_sentence']}"]

@@ -39,10 +39,12 @@ class SeriesBuilder:
         self._segment: Segment | None = None
         self._infer_key: tuple[int, int | None] | None = None
         self._infer_done = 0.0
-        self._append = (s.fps.append, s.temp.append, s.configures.append, s.inference_s.append, s.phase.append)
+        self._append = (s.fps.append, s.temp.append, s.configures.append, s.inference_s.append, s.phase.append,
+                        s.throttling.append)
 
     def add(self, step: str, phase: int, fps: float | None, temp: float | None, boot_id: str | None,
-            nominal_s: float | None, error: str | None, extra: dict | None, step_index: int | None = None) -> None:
+            nominal_s: float | None, error: str | None, extra: dict | None, step_index: int | None = None,
+            chip_throttling: bool | None = None) -> None:
         """Account for one record (every kind: samples, events, identity, phase markers)."""
         if boot_id is not None and boot_id != self._boot:
             self._new_boot(boot_id)
@@ -53,13 +55,15 @@ class SeriesBuilder:
             self._phase, self._nominal = phase, nominal_s
         if extra is not None and extra.get("skipped"):
             return  # a step the agent skipped after a device failure: nothing happened
+        flags = extra.get("flagged") if extra is not None else None  # impossible values, kept out of the columns
         if step == "benchmark":  # the hot path: one call per benchmark, a million in a big campaign
             self._configures += 1
             self._inference += delta
             segment = self._segment or self._current()
             position = segment.stop
-            add_fps, add_temp, add_configures, add_inference, add_phase = self._append
+            add_fps, add_temp, add_configures, add_inference, add_phase, add_throttling = self._append
             add_fps(NAN if fps is None else fps)
+            add_throttling(-1 if chip_throttling is None else int(chip_throttling))
             add_temp(NAN if temp is None else temp)
             add_configures(self._configures)
             add_inference(self._inference)
@@ -67,10 +71,15 @@ class SeriesBuilder:
             segment.stop = position + 1
             if segment.lead_open:
                 segment.lead += 1
-            if fps is None:
+            if flags:
+                self.series.flagged[position] = "; ".join(map(str, flags))
+            if fps is None and (error or not flags):  # a flagged fps is a broken figure, not a failed run
                 self.series.errors[position] = error or "no fps"
                 self._fail(phase, f"benchmark {position + 1}: {error or 'no fps'}")
-        elif step == "configure_cycles":
+            return
+        if flags:
+            self.series.flagged_other.append(f"{step}: {'; '.join(map(str, flags))}")
+        if step == "configure_cycles":
             self._configures += 1  # one record per cycle (its own `configures` counts within the step only)
             self._inference += delta
             self._workload(phase, fps, error, self.series.configure_phases)

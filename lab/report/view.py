@@ -126,7 +126,7 @@ def build_view(model: CampaignModel) -> dict[str, Any]:
         "runs_count": len(model.runs), "samples": model.sample_count,
         "total": {"kn": kn(f.total), "interval": interval(f.total), "notes": notes(f.total)},
         "stacks": stacks, "stack_names": [model.stacks[s].name for s in model.stacks], "matrix": matrix,
-        "runs": runs, "units": [unit_row(u) for u in model.units.values()],
+        "runs": runs, "units": [unit_row(u) for u in model.units.values()], "flagged": flagged_lines(model),
         "thermal": {"verdict": THERMAL_WORDS.get(f.thermal.verdict, f.thermal.verdict), "reason": f.thermal.reason},
         "trigger": {"verdict": TRIGGER_WORDS.get(f.trigger.verdict, f.trigger.verdict), "reason": f.trigger.reason},
         "recovery": [{"action": a.action, "tested": a.tested, "recovered": a.recovered, "partial": a.partial,
@@ -192,6 +192,16 @@ def run_row(model: CampaignModel, run: RunInfo) -> dict[str, Any]:
            "method": s.method if s else ""}
     row["differs"] = bool(run.recorded_verdict and run.recorded_verdict != finding.verdict)
     return row
+
+
+def flagged_lines(model: CampaignModel) -> list[str]:
+    """One line per record whose value lies outside its physical bound (kept verbatim, left out of the analysis)."""
+    lines = []
+    for run in model.runs:
+        who = f"#{run.index} {model.units[run.unit_key].label}"
+        lines += [f"{who} benchmark {position + 1}: {reason}" for position, reason in sorted(run.series.flagged.items())]
+        lines += [f"{who} {reason}" for reason in run.series.flagged_other]
+    return lines
 
 
 def recovery_rows(model: CampaignModel) -> list[dict[str, Any]]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,6 +96,59 @@ def test_throttling_that_recovers_when_cool_is_thermal(noise: float) -> None:
 def test_throttling_with_no_cooling_yet_is_inconclusive() -> None:
     t = analyze_thermal(_throttling()[:15])
     assert (t.verdict, t.thermal) == ("inconclusive", None)
+
+
+def _plain_soak(noise: float = 0.0, seed: int = 0, fps_of=None):
+    """No cooldown: the chip heats towards 95 C; fps falls 2.5 fps per degree above 80 C (or `fps_of(run, temp)`)."""
+    rnd = random.Random(seed)
+    samples = []
+    for run in range(1, 26):
+        temp = round(60 + 35 * (1 - 0.85 ** run), 2)
+        fps = fps_of(run, temp) if fps_of else 125 - 2.5 * max(0.0, temp - 80)
+        samples.append(RunSample(run, fps + rnd.gauss(0, noise), temp))
+    return samples
+
+
+@pytest.mark.parametrize(("noise", "seed"), [(0.0, 0), (0.3, 1), (1.0, 2), (1.0, 3)])
+def test_throttling_that_settles_without_cooling_is_thermal(noise: float, seed: int) -> None:
+    t = analyze_thermal(_plain_soak(noise, seed))
+    assert (t.verdict, t.thermal, t.settled_run, t.recovered_when_cooled) == ("thermal", True, 19, None)
+    assert t.correlation_on_drop <= -0.99
+    assert "stopped falling from run 19 as the temperature settled at 93.40 °C" in t.reason
+    assert f"r = {t.correlation_on_drop:.2f} from run " in t.reason
+
+
+def test_a_drop_that_does_not_follow_the_temperature_is_not_thermal() -> None:
+    t = analyze_thermal(_plain_soak(fps_of=lambda run, temp: 125.0 if run < 8 else 100.0))  # a step at run 8
+    assert (t.verdict, t.thermal) == ("not_thermal", False)
+    assert t.correlation_on_drop > -0.7 and "does not follow the temperature" in t.reason
+
+
+def test_a_drop_on_the_last_degree_of_heating_is_inconclusive() -> None:
+    t = analyze_thermal(_plain_soak(fps_of=lambda run, temp: 125.0 if run < 22 else 100.0))
+    assert (t.verdict, t.thermal) == ("inconclusive", None)
+    assert t.reason.startswith("fps began to fall at run 22, after the temperature settled from run 19")
+
+
+def test_the_chips_throttling_reports_decide_before_the_curve() -> None:
+    curve = _plain_soak()
+    hot = [RunSample(s.run, s.fps, s.temp, throttling=s.temp > 80) for s in curve]
+    t = analyze_thermal(hot)
+    assert (t.verdict, t.throttling_reported) == ("thermal", True)
+    assert t.reason.startswith("the chip reported throttling in every run below the degradation threshold (runs 6-25)")
+    denied = [RunSample(s.run, s.fps, s.temp, throttling=False if s.run == 20 else s.throttling) for s in hot]
+    t = analyze_thermal(denied)
+    assert (t.verdict, t.throttling_reported) == ("not_thermal", False)
+    assert t.reason.startswith("the chip reported no throttling in run 20, where fps was below")
+    unknown = [RunSample(s.run, s.fps, s.temp, throttling=None if s.run == 20 else s.throttling) for s in hot]
+    assert (analyze_thermal(unknown).throttling_reported, analyze_thermal(unknown).verdict) == (None, "thermal")
+
+
+def test_the_field_report_stays_not_thermal_even_if_the_chip_said_it_throttled() -> None:
+    # fps falling on a temperature plateau cannot be throttling, whatever else the chip did
+    t = analyze_thermal([RunSample(s.run, s.fps, s.temp, throttling=s.run >= 13) for s in SEED])
+    assert (t.verdict, t.thermal) == ("not_thermal", False)
+    assert t.reason.startswith(f"temperature plateaued from run {t.plateau_run}")
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -238,6 +293,77 @@ def test_results_are_json_ready() -> None:
     assert analyze_csv("run,fps\n1,125\n2,125\n3,125\n", "x.csv").thermal is None
 
 
+# --- numerical safety: any finite float in, no exception and no inf/NaN out ----------------------
+
+EXTREMES = [sys.float_info.max, -sys.float_info.max, 5e-324, -5e-324, 0.0, -0.0, 2.01e154, 1e-300, 124.8]
+FLOATS = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.sampled_from(EXTREMES))
+
+
+def _all_finite(value, where: str = "result") -> None:
+    """Every float anywhere in a to_dict() result is finite."""
+    if isinstance(value, float):
+        assert math.isfinite(value), f"{where} = {value}"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _all_finite(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _all_finite(item, f"{where}[{i}]")
+
+
+@st.composite
+def _series(draw, min_size: int = 1, counters: bool = False):
+    """RunSamples with unique run indices and any finite fps, temperature, counters and throttling."""
+    runs = draw(st.lists(st.integers(-10**9, 10**9), min_size=min_size, max_size=30, unique=True))
+    return [RunSample(run, draw(FLOATS), draw(st.none() | FLOATS),
+                      draw(st.integers(0, 10**12)) if counters else draw(st.none() | st.integers(0, 10**12)),
+                      draw(FLOATS) if counters else draw(st.none() | FLOATS), draw(st.none() | st.booleans()))
+            for run in runs]
+
+
+def test_the_overflow_of_the_issue() -> None:
+    # Hypothesis found fps = 2.01e154: sxx * syy overflowed in the Pearson correlation
+    samples = [RunSample(run, 125.0, 60.0 + run) for run in range(1, 10)] + [RunSample(10, 2.01e154, 70.0)]
+    _all_finite(analyze_thermal(samples).to_dict())
+    huge = [RunSample(run, sys.float_info.max * (-1) ** run, -sys.float_info.max * (-1) ** run) for run in range(9)]
+    a = analyze_series(huge)
+    assert a.baseline_fps <= sys.float_info.max and math.isfinite(a.noise_fps) and math.isfinite(a.threshold_fps)
+    _all_finite(analyze_thermal(huge).to_dict())
+
+
+@settings(_NO_DATABASE, max_examples=300, deadline=None)
+@given(_series(), st.none() | FLOATS)
+def test_series_and_thermal_analysis_take_any_finite_floats(samples: list, reference) -> None:
+    series = analyze_series(samples, reference)
+    _all_finite(series.to_dict())
+    _all_finite(analyze_thermal(samples).to_dict())
+    _all_finite(analyze_thermal(samples, series).to_dict())
+    _all_finite(classify_run(samples, reference_fps=reference).to_dict())
+
+
+@settings(_NO_DATABASE, max_examples=200, deadline=None)
+@given(_series(counters=True), _series(counters=True))
+def test_attribution_takes_any_finite_floats(group_a: list, group_b: list) -> None:
+    _all_finite(attribute_trigger(group_a, group_b).to_dict())
+
+
+@settings(_NO_DATABASE, max_examples=300, deadline=None)
+@given(FLOATS, FLOATS, st.dictionaries(st.text(max_size=4), st.none() | FLOATS, max_size=6), FLOATS)
+def test_recovery_outcomes_take_any_finite_floats(before: float, degraded: float, after: dict, tolerance) -> None:
+    _all_finite(recovery_outcomes(before, degraded, after).to_dict())
+    _all_finite(recovery_outcomes(before, degraded, after, tolerance).to_dict())
+
+
+@settings(_NO_DATABASE, max_examples=300, deadline=None)
+@given(st.integers(0, 10**9), st.integers(0, 10**9), FLOATS)
+def test_wilson_interval_takes_any_finite_z(k: int, n: int, z: float) -> None:
+    k, n = min(k, n), max(k, n)
+    interval = wilson_interval(k, n, z)
+    _all_finite(interval.to_dict())
+    assert 0.0 <= interval.low <= interval.high <= 1.0
+    _all_finite(aggregate_verdicts(["degraded"] * min(k, 50) + ["stable"] * min(n - k, 50)).to_dict())
+
+
 # --- the CSV edge ------------------------------------------------------------------------------
 
 def test_csv_forms() -> None:
@@ -258,7 +384,7 @@ def test_csv_forms() -> None:
     ("run,fps\n1.5,124.8\n", "run '1.5' is not a whole number, x.csv:2, expected a header "
                              "run,fps[,temp[,configures[,inference_s]]] and one row per run"),
     ("run,fps\n1,124.8,3\n", "expected 2 cells, found 3, x.csv:2, leave optional cells empty instead of dropping them"),
-    ("run,fps\n1,-5\n", "fps '-5' is out of range, x.csv:2, fps must be a finite number >= 0"),
+    ("run,fps\n1,-5\n", "fps '-5' is outside 0..100000 fps, x.csv:2, correct the cell or remove the row (docs/analysis.md lists lab's physical bounds)"),
     ("run,fps\n1,\n", "fps '' is not a number, x.csv:2, expected a header run,fps[,temp[,configures[,inference_s]]] "
                       "and one row per run"),
 ])

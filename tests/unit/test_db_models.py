@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -125,7 +126,7 @@ def test_record_keys_and_extra(db_session):
         phase.id, 3, 61.5, 60.1, 62.0)
     assert (sample.configure_count, sample.fps, sample.error) == (3, None, None)
     assert sample.ts == datetime(2026, 4, 30, 4, 8, 1, 500000, tzinfo=UTC)
-    assert sample.extra == {"net": "yolo26s"}
+    assert sample.extra == {"net": "yolo26s", "flagged": ["fps nan is not a finite number"], "raw": {"fps": "NaN"}}
 
 
 @pytest.mark.parametrize("record, problem", [
@@ -134,7 +135,7 @@ def test_record_keys_and_extra(db_session):
     ({"seq": "x", "ts": 1, "step": "benchmark"}, "seq='x': invalid literal for int() with base 10: 'x'"),
     ({"seq": 1.5, "ts": 1, "step": "benchmark"}, "seq=1.5: not a whole number"),
     ({"seq": 1, "ts": "yesterday", "step": "b"}, "ts='yesterday': Invalid isoformat string: 'yesterday'"),
-    ({"seq": 1, "ts": 1, "step": "b", "fps": "fast"}, "fps='fast': could not convert string to float: 'fast'"),
+    ({"seq": 2**31, "ts": 1, "step": "b"}, "seq=2147483648: out of range"),
 ])
 def test_unreadable_record(db_session, record, problem):
     run, _ = make_run(db_session)
@@ -144,17 +145,43 @@ def test_unreadable_record(db_session, record, problem):
     assert info.value.where == f"run {run.id}"
 
 
+@pytest.mark.parametrize("key, value, reason", [
+    ("fps", "fast", "fps 'fast' is not a number"),
+    ("fps", 2.01e154, "fps 2.01e+154 is outside 0..100000 fps"),
+    ("fps", -1.0, "fps -1 is outside 0..100000 fps"),
+    ("temp_mean", 900.0, "temp_mean 900 is outside -40..150 °C"),
+    ("temp_max", float("inf"), "temp_max inf is not a finite number"),
+    ("run", 2**40, "run 1099511627776 is outside 0..2147483647"),
+    ("configures", True, "configures True is not a number"),
+    ("uptime", -5, "uptime -5 is outside 0..1000000000 s"),
+])
+def test_impossible_value_is_flagged_and_kept_verbatim(db_session, key, value, reason):
+    """A node's record with an absurd figure: the sample is kept, the value verbatim in extra, the column empty."""
+    run, _ = make_run(db_session)
+    good = seed_records(1, 2)
+    bad = {"seq": 5, "ts": 1777522081.5, "step": "benchmark", "fps": 120.0, "temp_mean": 60.0, key: value}
+    assert ingest_samples(db_session, run.id, [good[0], bad, good[1]]) == 3
+    sample = db_session.scalar(select(Sample).where(Sample.run_id == run.id, Sample.seq == 5))
+    column = RECORD_KEYS[key]
+    assert getattr(sample, column) is None
+    assert sample.extra == {"flagged": [reason], "raw": {key: json.dumps(value)}}
+    others = {"fps": 120.0, "temp": 60.0}
+    assert all(getattr(sample, c) == v for c, v in others.items() if c != column)
+
+
 # --- write/read round trip (property) ----------------------------------------------------------------
 
 text_ok = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")  # PostgreSQL text has no NUL
 finite = st.floats(allow_nan=False, allow_infinity=False)
+fps_ok, temp_ok = st.floats(0, 100_000), st.floats(-40, 150)
+seconds_ok = st.floats(0, 1e9)
 records = st.fixed_dictionaries(
     {"ts": st.datetimes(datetime(1970, 1, 2), datetime(2100, 1, 1), timezones=st.just(UTC)),
      "step": st.text(text_ok, min_size=1, max_size=32)},
     optional={"step_index": st.integers(0, 2**31 - 1), "run_index": st.integers(0, 2**31 - 1),
-              "fps": finite, "temp": finite, "temp_min": finite, "temp_max": finite,
-              "configure_count": st.integers(-2**31, 2**31 - 1), "boot_id": st.text(text_ok, max_size=64),
-              "uptime": finite, "nominal_s": finite, "throttled": st.text(text_ok, max_size=32), "error": st.text(text_ok, max_size=200),
+              "fps": fps_ok, "temp": temp_ok, "temp_min": temp_ok, "temp_max": temp_ok,
+              "configure_count": st.integers(0, 2**31 - 1), "boot_id": st.text(text_ok, max_size=64),
+              "uptime": seconds_ok, "nominal_s": seconds_ok, "throttled": st.text(text_ok, max_size=32), "error": st.text(text_ok, max_size=200),
               "extra_key": st.one_of(st.none(), st.booleans(), st.integers(-2**53, 2**53), finite,
                                      st.text(text_ok, max_size=20))},
 )
@@ -176,6 +203,27 @@ def test_samples_write_read_round_trip(db_session, batch):
         assert {c: getattr(sample, c) for c in columns} == want
         assert sample.extra == ({"extra_key": record["extra_key"]} if "extra_key" in record else None)
         assert sample.phase_id == phase.id
+
+
+anything = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(), st.text(max_size=8))
+MEASURED = ("fps", "temp_mean", "temp_min", "temp_max", "run", "configures", "uptime", "nominal_s")  # one key per column (temp and temp_mean are aliases)
+
+
+@settings(max_examples=50, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(values=st.lists(st.dictionaries(st.sampled_from(MEASURED), anything, max_size=4), min_size=1, max_size=5))
+def test_any_measured_value_never_stops_ingest(db_session, values):
+    """Whatever a node writes in its measured fields, every record is stored; what cannot be a figure is flagged."""
+    run, _ = make_run(db_session)
+    batch = [{"seq": i, "ts": 1777522081.5 + i, "step": "benchmark", **v} for i, v in enumerate(values)]
+    assert ingest_samples(db_session, run.id, batch) == len(batch)
+    stored = db_session.scalars(select(Sample).where(Sample.run_id == run.id).order_by(Sample.seq)).all()
+    for record, sample in zip(batch, stored, strict=True):
+        raw = (sample.extra or {}).get("raw", {})
+        for key in MEASURED:
+            if record.get(key) is not None and key not in raw:  # a number, or text that reads as one ("0")
+                assert getattr(sample, RECORD_KEYS[key]) == float(record[key])
+        assert set(raw) <= set(record) and len((sample.extra or {}).get("flagged", [])) == len(raw)
 
 
 # --- identities, artifacts, secrets, cascades --------------------------------------------------------

@@ -108,6 +108,32 @@ def test_lines_with_crlf_endings_parse_the_same() -> None:
     assert parsers.parse_benchmark(text.replace("\n", "\r\n")) == parsers.parse_benchmark(text)
 
 
+# --- the chip's throttling state, per benchmark run (HailoRT >= 5.2.0 logs its changes) -------------
+
+LIGHT, MEDIUM, NONE = "THROTTLING_LIGHT", "THROTTLING_MEDIUM", "THROTTLING_NONE"
+
+
+@pytest.mark.parametrize(("states", "before", "throttled", "after"), [
+    ([], None, None, None),  # nothing reported yet: unknown, not "not throttling"
+    ([LIGHT], None, True, LIGHT),
+    ([LIGHT, MEDIUM], NONE, True, MEDIUM),
+    ([], MEDIUM, True, MEDIUM),  # no change during a back-to-back run: still throttling
+    ([NONE], None, True, NONE),  # it left a throttling state during the run: throttled before that
+    ([], NONE, False, NONE),
+], ids=["unknown", "entered", "deeper", "stayed", "left", "stayed-none"])
+def test_run_throttling(states: list, before, throttled, after) -> None:
+    assert parsers.run_throttling(states, before) == (throttled, after)
+
+
+def test_benchmark_collects_the_throttling_states_it_logged() -> None:
+    text = (FIXTURES / "parsers" / "benchmark" / "inputs" / "benchmark_h10_5.3.0_throttling.txt").read_text()
+    r = parsers.parse_benchmark(text)
+    assert (r.fps, r.throttling_states) == (104.21, [LIGHT, MEDIUM])
+    assert [m.event for m in r.messages] == ["throttling_state", "throttling_state"]
+    assert parsers.parse_errors(text).messages[0].throttling_state == LIGHT
+    assert parsers.parse_benchmark((HAILO / "benchmark_h10_5.1.1_resnet.txt").read_text()).throttling_states == []
+
+
 # --- the agent runs on nodes: stdlib only, Python 3.9 grammar, no lab imports -----------------
 
 AGENT_SOURCES = sorted(AGENT.glob("*.py"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import status, tables
+from .chip import reports_throttling
 from .cli import CLI_ERROR, g6
 from .runtime import family
 
@@ -16,9 +17,19 @@ def _measure(cli, model: dict, seconds: float, overhead: float = tables.OPEN_OVE
             opened()
         network = vdevice.configure(model)
         stats = network.run_for(seconds, overhead=overhead)
+    report_throttling(cli)
     jitter = cli.runtime.chip.jitter("fps:%d" % network.configured["configures"], 0.12)
     stats.fps = max(0.0, stats.fps + jitter * stats.fps / tables.SEED_STABLE_FPS)
     return network, stats
+
+
+def report_throttling(cli) -> None:
+    """Log the throttling-state changes the chip notified while this process held it (HailoRT >= 5.2.0)."""
+    chip = cli.runtime.chip
+    notices = chip.take_notices()
+    if reports_throttling(cli.version, chip.is_soc):
+        for state in notices:
+            cli.warn(tables.THROTTLING_NOTICE % (cli.chip_address(), state))
 
 
 def benchmark(cli, args) -> int:

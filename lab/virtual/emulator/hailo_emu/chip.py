@@ -40,6 +40,23 @@ def throttle_factor(temp: float, unit: dict) -> float:
     return max(unit["throttle_floor"], 1.0 - unit["throttle_per_c"] * excess)
 
 
+def throttling_state(factor: float) -> str:
+    """The throttling state the chip reports at throttle factor `factor` (tables.THROTTLING_STATES)."""
+    for lowest, state in tables.THROTTLING_STATES:
+        if factor >= lowest:
+            return state
+    return tables.THROTTLING_STATES[-1][1]
+
+
+def reports_throttling(library_version: str, is_soc: bool) -> bool:
+    """Whether this libhailort logs the chip's throttling-state changes (HailoRT >= 5.2.0 with a Hailo-10H)."""
+    try:
+        version = tuple(int(part) for part in library_version.split(".")[:3])
+    except ValueError:
+        return False
+    return is_soc and version >= tables.THROTTLING_REPORTED_SINCE
+
+
 def load_target(unit: dict, utilisation: float) -> float:
     """Temperature the die tends to under a load running at `utilisation` of nominal throughput."""
     share = tables.FIXED_POWER_SHARE
@@ -78,6 +95,7 @@ class Chip:
         self.spec = tables.CHIPS[self.unit["chip"]]
         self.store = Store(self.paths.state_dir)
         self.klog = KernelLog(self.paths.state_dir, self.paths.journal_socket)
+        self.notices = []  # throttling-state changes delivered to this process while it held the device
 
     @property
     def arch(self) -> str:
@@ -107,6 +125,7 @@ class Chip:
             return
         s["active"] = None
         self._idle(s, self.clock.idle_nominal(now - s["r"], end=now))
+        self._throttling(s)  # nobody holds the device: a change now is notified to no one
         s["r"] = max(s["r"], now)
 
     def _idle(self, s: dict, nominal: float) -> None:
@@ -114,6 +133,25 @@ class Chip:
         u = self.unit
         s["temp"] = relax(s["temp"], u["idle_temp_c"], nominal, u["thermal_tau_s"])
         s["v"] += nominal
+
+    def _throttling(self, s: dict):
+        """Re-evaluate the throttling state at the die temperature; returns the new state when it changed."""
+        state = throttling_state(throttle_factor(s["temp"], self.unit))
+        if state == s.get("throttling", tables.THROTTLING_STATES[0][1]):
+            return None
+        s["throttling"] = state
+        return state
+
+    def _notify(self, s: dict) -> None:
+        """Re-evaluate the throttling state for the process holding the device, which is told of a change."""
+        state = self._throttling(s)
+        if state is not None:
+            self.notices.append(state)
+
+    def take_notices(self) -> list:
+        """The throttling-state changes notified to this process since the last call, oldest first."""
+        notices, self.notices = self.notices, []
+        return notices
 
     def firmware_entry(self, s: dict) -> dict:
         """The leak-table row of the firmware running on the chip."""
@@ -222,6 +260,7 @@ class Chip:
         self.clock.sleep(nominal)
         with self.transaction(catch_up=False) as s:
             self._idle(s, nominal)
+            self._notify(s)
             s["r"] = self.clock.now()
 
     def _load(self, s: dict, seconds: float, fallback: float) -> float:
@@ -244,6 +283,7 @@ class Chip:
             self.clock.sleep(dt)
             with self.transaction(catch_up=False) as s:
                 utilisation = self._load(s, dt, fallback)
+                self._notify(s)
                 s["r"] = self.clock.now()
                 temps.append(s["temp"])
             frames += nominal * utilisation * dt
@@ -259,6 +299,7 @@ class Chip:
             busy_real = load_seconds * self.clock.time_scale
             self._idle(s, self.clock.idle_nominal(now - s["r"] - busy_real))
             self._load(s, load_seconds, fallback)
+            self._notify(s)
             s["r"] = max(s["r"], now)
 
     def jitter(self, key: str, spread: float) -> float:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 from . import hef as hefmod
-from . import status
+from . import status, tables
+from .chip import reports_throttling
 from .runtime import Runtime
 
 _LIBRARY = {"version": "0.0.0"}
@@ -264,9 +265,14 @@ class ConfiguredInferModel:
     def _commit(self) -> None:
         """Book the inference time done so far on the chip (heats it)."""
         if self._pending > 0:
-            self._network.chip.account(self._network.configured["fallback"], self._pending)
+            chip = self._network.chip
+            chip.account(self._network.configured["fallback"], self._pending)
             self._pending = 0.0
             self._fps = self._network.current_fps()
+            notices = chip.take_notices()
+            if reports_throttling(_LIBRARY["version"], chip.is_soc):  # libhailort's default callback logs them
+                for state in notices:
+                    sys.stderr.write(tables.THROTTLING_NOTICE % (chip.unit["pci_address"], state) + "\n")
 
     def shutdown(self) -> None:
         """Stop using the configured network."""

@@ -132,6 +132,22 @@ LEAK_CURVE = (
 LEAK_FLOOR = 41.0 / SEED_STABLE_FPS
 LEAK_TAIL_CONFIGURES = 17.5
 
+# Throttling-state notifications. HailoRT 5.2.0 added a throttling-state change notification of the
+# Hailo-10H's system controller (hailo_hw_throttling_state_t in hailort.h: NONE, 0_LIGHT, 1_MEDIUM, 2_HEAVY,
+# 3_SEVERE, 4_STREAMS_OFF, OVERHEAT); libhailort's default callback (device.cpp) logs each change as
+# `[HailoRT] [warning] Device <id> throttling state is now: THROTTLING_<STATE>` in the process that holds the
+# device. A change while no process holds it reaches nobody. Which throttle factor gives which state is
+# this model's choice, not Hailo's thresholds: (lowest throttle factor of the state, state), mildest first.
+THROTTLING_REPORTED_SINCE = (5, 2, 0)  # library versions from this one on log the changes (Hailo-10H only)
+THROTTLING_STATES = (
+    (1.0, "THROTTLING_NONE"),
+    (0.9, "THROTTLING_LIGHT"),
+    (0.75, "THROTTLING_MEDIUM"),
+    (0.6, "THROTTLING_HEAVY"),
+    (0.0, "THROTTLING_SEVERE"),
+)
+THROTTLING_NOTICE = "[HailoRT] [warning] Device %s throttling state is now: %s"
+
 # Share of the chip's load power that does not scale with throughput (fitted on the seed's temperatures).
 FIXED_POWER_SHARE = 0.25
 
