@@ -384,6 +384,7 @@ class CampaignRunner:
             starts = [r for r in records if r.step == "phase_start"]
             ends = [r for r in records if r.step == "phase_end"]
             phase.boot_id = starts[-1].boot_id if starts else boot_id
+            told = status is None and bool(ends)  # the agent's own phase_end already reached the progress
             if status is None:
                 if ends:
                     status = (ends[-1].extra or {}).get("status", "ok")
@@ -395,6 +396,9 @@ class CampaignRunner:
                 run.error = run.error or error
             phase.status, phase.error = status, error
             phase.finished_at = datetime.now(UTC)
+            name = phase.name
+        if not told and self.on_record is not None:  # provisioning-only phases and failures end visibly too
+            self.on_record(spec.node, {"kind": "phase_end", "phase": name, "status": status, "error": error})
 
     def _fail_run(self, run_id: int, error: str) -> None:
         with Session(self.engine) as session, session.begin():

@@ -44,8 +44,9 @@ def mixed_fleet(tmp_path_factory):
 def run_scenario(capsys, inventory, db, scenario, name):
     code = main(["run", str(PROJECT / "scenarios" / scenario), "--inventory", str(inventory), "--db", db,
                  "--name", name])
-    out = capsys.readouterr().out
-    return code, out
+    captured = capsys.readouterr()
+    run_scenario.progress = captured.err  # without a terminal: the plain progress log
+    return code, captured.out
 
 
 def campaign(session, name):
@@ -57,6 +58,13 @@ def test_cma_soak_finds_the_planted_truth(mixed_fleet, capsys):
     code, out = run_scenario(capsys, inventory, db, "cma_soak.yaml", "soak1")
     assert code == 0, out
     assert out.splitlines()[0] == "campaign soak1: finished"
+    log = [line.split("] ", 1)[1] for line in run_scenario.progress.splitlines() if line.startswith("[")]
+    for node in ("node1", "node2", "node3", "node4"):  # each change once, every 5th run, no repeats
+        assert [line for line in log if line.startswith(f"{node}: ") and " run " not in line] == [
+            f"{node}: install started", f"{node}: install done (ok)", f"{node}: soak started",
+            f"{node}: soak done (ok)"]
+        runs = [line.split(" run ", 1)[1].split()[0] for line in log if line.startswith(f"{node}: soak benchmark")]
+        assert runs == ["5/25", "10/25", "15/25", "20/25", "25/25"]
     with Session(create_engine(db)) as s:
         c = campaign(s, "soak1")
         verdicts = {r.node: r.verdict for r in c.runs}
