@@ -10,13 +10,14 @@ import typer
 from lab.cli import app
 from lab.db.session import open_database
 from lab.errors import ConfigError
-from lab.report.build import FORMATS, write_atomic, write_report
-from lab.report.compare import (compare_view, render_campaigns_json, render_campaigns_text, render_compare_json,
-                                render_compare_markdown, render_compare_text)
+from lab.report.build import FORMATS, write_atomic, write_markdown_with_figures, write_report
+from lab.report.compare import (compare_view, render_campaigns_json, render_campaigns_text, render_compare_html,
+                                render_compare_json, render_compare_markdown, render_compare_text)
 from lab.report.load import campaign_rows, load_report
 
 DB_HELP = "Database URL (default: $LAB_DB, else sqlite:///lab.db)."
-COMPARE_FORMATS = {"text": render_compare_text, "md": render_compare_markdown, "json": render_compare_json}
+COMPARE_FORMATS = {"text": render_compare_text, "md": render_compare_markdown, "json": render_compare_json,
+                   "html": render_compare_html}
 
 
 @app.command("report")
@@ -30,7 +31,7 @@ def report_command(
 
     Formats:
         text  a compact terminal table
-        md    to paste into a forum post or vendor issue
+        md    to paste into a forum post or vendor issue; with -o, PNG charts in STEM-figures/ beside it
         html  one file with charts and raw artifacts, opens offline
         csv   every sample with its run's verdict
         json  every sample, verdict and finding
@@ -48,6 +49,10 @@ def report_command(
             write_report(engine, campaign, fmt, sys.stdout)
             sys.stdout.flush()
             return
+        if fmt == "md":
+            _, folder, count = write_markdown_with_figures(engine, campaign, output)
+            typer.echo(f"wrote {output} and {count} PNG figures in {folder}", err=True)
+            return
         write_atomic(output, lambda fh: write_report(engine, campaign, fmt, fh))
     finally:
         engine.dispose()
@@ -57,7 +62,7 @@ def report_command(
 @app.command("compare")
 def compare_command(
     campaigns: list[str] = typer.Argument(..., metavar="CAMPAIGN...", help="Two or more campaign names or ids."),
-    fmt: str = typer.Option("text", "--format", "-f", help="text, md or json."),
+    fmt: str = typer.Option("text", "--format", "-f", help="text, md, json or html."),
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Put campaigns side by side: k/n runs degraded per unit x stack in each, e.g. around a reinstall.
@@ -65,6 +70,7 @@ def compare_command(
     Example:
         lab compare 3 4
         lab compare before-reinstall after-reinstall --format md
+        lab compare 3 4 --format html > compare.html
     """
     if fmt not in COMPARE_FORMATS:
         raise ConfigError(f"unknown format {fmt!r}", "--format", f"use one of {', '.join(COMPARE_FORMATS)}")

@@ -39,6 +39,23 @@ def write_report(engine: Engine, ref: str, fmt: str, out: TextIO) -> CampaignMod
     return model
 
 
+def write_markdown_with_figures(engine: Engine, ref: str, path: Path) -> tuple[CampaignModel, Path, int]:
+    """`--format md -o PATH`: the Markdown report and its PNG figures in `STEM-figures/` beside it, linked by
+    relative path; returns (model, figures directory, figure count)."""
+    from lab.report.png import figures_dir, markdown_figures, with_figures, write_figures  # matplotlib: only here
+
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise ConfigError("the output directory does not exist", str(directory), "create it or pick another -o PATH")
+    model = load_report(engine, ref)
+    folder = figures_dir(path)
+    written = write_figures(model, folder)
+    text = with_figures(render_markdown(model), markdown_figures(folder.name, written))
+    write_atomic(path, lambda fh: fh.write(text))
+    return model, folder, len(written)
+
+
 def write_atomic(path: Path, write: Callable[[TextIO], object]) -> None:
     """Write a text file through a temporary file in the same directory, then rename it into place (mode 0600)."""
     path = Path(path)

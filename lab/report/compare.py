@@ -8,7 +8,9 @@ from typing import Any
 
 from lab.analysis import wilson_interval
 from lab.report.model import CampaignModel
-from lab.report.view import THERMAL_WORDS, TRIGGER_WORDS, cell_text, natural_key, pct, recovery_sentence, table, when
+from lab.report.render import _environment  # the report's own template environment (HTML autoescaped)
+from lab.report.view import (THERMAL_WORDS, TRIGGER_WORDS, cell_text, colour, natural_key, pct, recovery_sentence,
+                             table, when)
 
 
 def _labels(n: int) -> list[str]:
@@ -136,3 +138,19 @@ def render_campaigns_json(rows: list[dict[str, Any]]) -> str:
         ci = wilson_interval(r["degraded"], r["counted"])
         out.append({**r, "interval": [ci.low, ci.high]})
     return json.dumps(out, indent=2, default=lambda v: v.isoformat()) + "\n"
+
+
+def render_compare_html(view: dict[str, Any]) -> str:
+    """The comparison as one self-contained HTML page (no script, no request): `lab compare --format html`."""
+    labels = view["labels"]
+    rows = [{"unit": r["unit"], "stack": r["stack"],
+             "cells": [{"text": _cell(r["cells"].get(x)), "colour": colour(r["cells"].get(x))} for x in labels]}
+            for r in view["rows"]]
+    totals = [{"stack": t["stack"], "cells": [{"text": _total(t["cells"].get(x)),
+                                               "colour": colour(t["cells"][x].counts if x in t["cells"] else None)}
+                                              for x in labels]} for t in view["totals"]]
+    by = {c["label"]: c for c in view["campaigns"]}
+    findings = [["thermal"] + [THERMAL_WORDS.get(by[x]["thermal"], by[x]["thermal"]) for x in labels],
+                ["trigger"] + [TRIGGER_WORDS.get(by[x]["trigger"], by[x]["trigger"]) for x in labels]]
+    return _environment(True).get_template("compare.html.j2").render(
+        v=view, rows=rows, totals=totals, findings=findings)

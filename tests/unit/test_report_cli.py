@@ -97,10 +97,11 @@ def test_compare_markdown_and_json(lab_cli, db):
 def test_report_writes_the_file_atomically(lab_cli, db, tmp_path):
     target = tmp_path / "out" / "report.md"
     target.parent.mkdir()
-    assert lab_cli("report", "after", "--db", db, "--format", "md", "-o", str(target)) == (0, "", f"wrote {target}\n")
+    assert lab_cli("report", "after", "--db", db, "--format", "md", "-o", str(target)) == (
+        0, "", f"wrote {target} and 5 PNG figures in {target.parent / 'report-figures'}\n")
     assert target.read_text().startswith("# cma_soak: after\n")
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
-    assert sorted(p.name for p in target.parent.iterdir()) == ["report.md"]  # no temporary file left
+    assert sorted(p.name for p in target.parent.iterdir()) == ["report-figures", "report.md"]  # no temporary file
 
 
 @pytest.mark.parametrize("fmt", ["text", "md", "html", "csv", "json"])
@@ -114,8 +115,8 @@ def test_unknown_campaign_leaves_no_file(lab_cli, db, tmp_path, fmt):
 def test_bad_options_are_one_line_errors(lab_cli, db, tmp_path):
     assert lab_cli("report", "after", "--db", db, "--format", "pdf") == (
         2, "", "lab: error: unknown format 'pdf', --format, use one of text, md, html, csv, json\n")
-    assert lab_cli("compare", "after", "--db", db, "--format", "html") == (
-        2, "", "lab: error: unknown format 'html', --format, use one of text, md, json\n")
+    assert lab_cli("compare", "after", "--db", db, "--format", "pdf") == (
+        2, "", "lab: error: unknown format 'pdf', --format, use one of text, md, json, html\n")
     missing = tmp_path / "no" / "such" / "dir" / "r.html"
     assert lab_cli("report", "after", "--db", db, "-f", "html", "-o", str(missing)) == (
         2, "", f"lab: error: the output directory does not exist, {missing.parent}, "
