@@ -20,40 +20,13 @@ from matplotlib.figure import Figure  # noqa: E402 - after the backend is chosen
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from lab.report.model import CampaignModel  # noqa: E402
-from lab.report.render import MAX_CHARTS  # noqa: E402
+from lab.report.render import chart_groups  # noqa: E402
 from lab.report.svg import (ERROR_COLOUR, FPS_COLOUR, FPS_SPAN, MARK_COLOUR, ONSET_COLOUR, TEMP_COLOUR,  # noqa: E402
                             Line)
 from lab.report.view import build_view  # noqa: E402
 
 MAX_MATRIX_ROWS = 60  # units drawn in the matrix figure; the Markdown table above it has them all
 DPI = 100
-
-
-def chart_groups(model: CampaignModel) -> list[tuple[str, list[Line]]]:
-    """(title, lines) per unit x stack, as the HTML report's charts: repeats overlaid, degraded first past MAX_CHARTS."""
-    findings = model.findings
-    assert findings is not None, "compute_findings first"
-    groups: dict[tuple[str, int], list] = {}
-    for run in model.runs:
-        groups.setdefault((run.unit_key, run.stack_id), []).append(run)
-    order = list(groups)
-    if len(order) > MAX_CHARTS:
-        order.sort(key=lambda key: not any(findings.runs[r.index].verdict == "degraded" for r in groups[key]))
-    out = []
-    for key in order[:MAX_CHARTS]:
-        runs = groups[key]
-        lines = []
-        for run in runs:
-            f = findings.runs[run.index]
-            s = run.series
-            onset = f.series.onset_run if f.series and f.verdict == "degraded" else None
-            lines.append(Line(list(range(1, len(s) + 1)), list(s.fps), list(s.temp), onset,
-                              f"repeat {run.repeat}" if len(runs) > 1 else "", [i + 1 for i in s.errors], s.marks))
-        verdicts = ", ".join(dict.fromkeys(findings.runs[r.index].verdict for r in runs))
-        title = f"{model.units[key[0]].label} · {model.stacks[key[1]].name} — {verdicts}"
-        if any(line.xs for line in lines):
-            out.append((title, lines))
-    return out
 
 
 def _png(fig: Figure) -> bytes:
@@ -162,7 +135,7 @@ def _slug(text: str) -> str:
 def figures(model: CampaignModel) -> list[tuple[str, str, bytes]]:
     """(file name, title, PNG bytes): the matrix first, then one chart per unit x stack."""
     out = [("matrix.png", "Unit x stack: runs degraded", matrix_png(model))]
-    for n, (title, lines) in enumerate(chart_groups(model), 1):
+    for n, (title, lines) in enumerate(chart_groups(model)[0], 1):
         unit_stack = title.split(" — ")[0].replace(" · ", "-")
         out.append((f"fps-{n:02d}-{_slug(unit_stack)}.png", title, chart_png(title, lines)))
     return out

@@ -70,16 +70,18 @@ def render_html(model: CampaignModel, blobs: dict[int, bytes | None] | None = No
     return _environment(True).get_template("report.html.j2").render(v=v)
 
 
-def charts(model: CampaignModel) -> tuple[list[str], int]:
-    """One SVG per unit x stack (its repeats overlaid), degraded cells first past MAX_CHARTS."""
+def chart_groups(model: CampaignModel) -> tuple[list[tuple[str, list[Line]]], int]:
+    """(title, lines) per unit x stack, its repeats overlaid, degraded cells first past MAX_CHARTS; and how many
+    groups were left out. The SVG charts here and the PNG figures (png.py) draw the same groups."""
     findings = model.findings
+    assert findings is not None, "compute_findings first"
     groups: dict[tuple[str, int], list] = {}
     for run in model.runs:
         groups.setdefault((run.unit_key, run.stack_id), []).append(run)
     order = list(groups)
     if len(order) > MAX_CHARTS:
         order.sort(key=lambda key: not any(findings.runs[r.index].verdict == "degraded" for r in groups[key]))
-    svgs = []
+    out = []
     for key in order[:MAX_CHARTS]:
         runs = groups[key]
         lines = []
@@ -93,8 +95,14 @@ def charts(model: CampaignModel) -> tuple[list[str], int]:
         verdicts = ", ".join(dict.fromkeys(findings.runs[r.index].verdict for r in runs))
         title = f"{model.units[key[0]].label} · {model.stacks[key[1]].name} — {verdicts}"
         if any(line.xs for line in lines):
-            svgs.append(chart(title, lines))
-    return svgs, max(0, len(groups) - MAX_CHARTS)
+            out.append((title, lines))
+    return out, max(0, len(groups) - MAX_CHARTS)
+
+
+def charts(model: CampaignModel) -> tuple[list[str], int]:
+    """One SVG per unit x stack (its repeats overlaid), degraded cells first past MAX_CHARTS."""
+    groups, left_out = chart_groups(model)
+    return [chart(title, lines) for title, lines in groups], left_out
 
 
 def artifact_groups(model: CampaignModel, blobs: dict[int, bytes | None]) -> list[dict[str, Any]]:

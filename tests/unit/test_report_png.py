@@ -14,7 +14,8 @@ import lab.cli
 from lab.cli import report as report_module  # noqa: F401 - registers the commands
 from lab.db.session import open_database
 from lab.report.load import load_report
-from lab.report.png import chart_groups, figures, markdown_figures, with_figures
+from lab.report.png import figures, markdown_figures, with_figures
+from lab.report.render import chart_groups
 from lab.report.synthetic import plant_campaign
 
 LINK = re.compile(r"!\[([^\]]*)\]\(([^)]+)\)")
@@ -61,7 +62,7 @@ def test_charts_show_fps_temperature_and_onset(db):
     engine = open_database(db)
     model = load_report(engine, "planted")
     engine.dispose()
-    title, lines = chart_groups(model)[0]
+    title, lines = chart_groups(model)[0][0]
     assert title == "node1 (H10-0001) · h10-5.3.0 — degraded"
     assert [line.onset for line in lines] == [13, 13]
     name, _, data = figures(model)[1]
