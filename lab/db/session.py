@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, exc, make_url
+from sqlalchemy import URL, Engine, create_engine, event, exc, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from lab.db.models import redact
@@ -45,15 +45,20 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API
     cursor.close()
 
 
+def parse_url(url: str, where: str) -> tuple[URL, str]:
+    """`url` parsed, and as shown to a person (password masked); a malformed one raises ConfigError."""
+    shown = mask_url(url)
+    try:
+        return make_url(url), shown
+    except exc.ArgumentError:
+        raise ConfigError(f"invalid database URL '{shown}'", where=where, hint=URL_EXAMPLES) from None
+
+
 def make_engine(url: str | None = None, *, where: str | None = None, connect: bool = True) -> Engine:
     """An engine for `url` (resolved as in `resolve_url`); bad or unreachable URLs raise ConfigError."""
     if where is None:
         url, where = resolve_url(url)
-    shown = mask_url(url)
-    try:
-        parsed = make_url(url)
-    except exc.ArgumentError:
-        raise ConfigError(f"invalid database URL '{shown}'", where=where, hint=URL_EXAMPLES) from None
+    parsed, shown = parse_url(url, where)
     try:
         if parsed.get_backend_name() == "sqlite":
             engine = create_engine(parsed, connect_args={"timeout": 30})

@@ -7,10 +7,11 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, event, exc, make_url
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.pool import QueuePool
 
-from lab.db.session import URL_EXAMPLES, check_connection, current_revision, head_revision, mask_url, resolve_url
+from lab.db.session import (URL_EXAMPLES, check_connection, current_revision, head_revision, parse_url,
+                            resolve_url)
 from lab.errors import ConfigError
 
 # A fixed set of connections (each SQLite one keeps its own page cache): a burst of clients queues for one
@@ -25,11 +26,7 @@ def readonly_engine(url: str | None = None) -> Engine:
     never creates or migrates one (that would be a write), `lab db upgrade` does.
     """
     url, where = resolve_url(url)
-    shown = mask_url(url)
-    try:
-        parsed = make_url(url)
-    except exc.ArgumentError:
-        raise ConfigError(f"invalid database URL '{shown}'", where=where, hint=URL_EXAMPLES) from None
+    parsed, shown = parse_url(url, where)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         engine = _sqlite_readonly(parsed, where)
