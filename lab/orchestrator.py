@@ -7,7 +7,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,9 @@ from lab.errors import ConfigError
 from lab.inputs import load_scenario_file
 from lab.inventory import Host, Inventory
 from lab.scenario import LoadedScenario, RunSpec, expand_matrix
+from lab.sources import installs_for
 from lab.stack import Stack
+from lab.steps import ProvisionStep
 
 POLL_SECONDS = 2.0
 CHIP_MODULE = {"hailo10h": "hailo1x_pci", "hailo8": "hailo_pci", "hailo8l": "hailo_pci"}
@@ -46,6 +48,23 @@ class Plan:
     hosts: list[Host]
     runs: list[RunSpec]
     limit: str | None = None
+    installs: dict[tuple[str, str], dict] = field(default_factory=dict)  # (stack, node) -> how it is installed
+
+
+def plan_installs(loaded: LoadedScenario, runs: list[RunSpec], inv: Inventory) -> dict[tuple[str, str], dict]:
+    """(stack, node) -> where that node gets that stack's packages, for every stack a run provisions.
+
+    A stack that no source of the node's group provides (e.g. a version missing from the Hailo files
+    folder) is a ConfigError here, before any node is touched."""
+    provisions = [s for p in loaded.scenario.phases for s in p.steps if isinstance(s, ProvisionStep)]
+    out: dict[tuple[str, str], dict] = {}
+    for spec in runs:
+        for step in provisions:
+            name = step.stack or spec.stack
+            if (name, spec.node) not in out:
+                host = inv.hosts[spec.node]
+                out[(name, spec.node)] = installs_for(loaded.stacks[name], [host], str(inv.source))[host.name]
+    return out
 
 
 def plan_campaign(scenario_path: str | Path, inventory_name: str, limit: str | None = None) -> Plan:
@@ -55,7 +74,7 @@ def plan_campaign(scenario_path: str | Path, inventory_name: str, limit: str | N
     hosts = inv.select(limit)
     chips = {h.name: h.chip for h in hosts if h.chip}
     runs = expand_matrix(loaded.scenario, [h.name for h in hosts], inv.groups, chips, loaded.stacks)
-    return Plan(loaded, inv, hosts, runs, limit)
+    return Plan(loaded, inv, hosts, runs, limit, plan_installs(loaded, runs, inv))
 
 
 def _argv(value: Any) -> list[str] | None:
@@ -111,6 +130,7 @@ def host_phase_spec(campaign: str, plan: Plan, phase_index: int, run_id: int, ho
         chosen = provision[-1].stack
         pinned = plan.loaded.stacks.get(chosen, stack) if chosen else stack
         stack_data = pinned.model_dump(mode="json")
+        stack_data["install"] = plan.installs[(pinned.name, host.name)]
     steps = []
     for step in phase.steps:
         if step.kind == "provision":
@@ -471,7 +491,9 @@ def plan_from_campaign(campaign: Campaign) -> Plan:
     from lab.scenario import parse_scenario
 
     settings = campaign.settings or {}
-    stacks = {n: Stack.model_validate(d) for n, d in (settings.get("stacks") or {}).items()}
+    # A campaign stored before stacks stopped naming sources still resumes: its `source` is ignored.
+    stacks = {n: Stack.model_validate({k: v for k, v in d.items() if k != "source"})
+              for n, d in (settings.get("stacks") or {}).items()}
     scenario = parse_scenario(campaign.scenario_text, settings.get("scenario_path") or campaign.scenario_name)
     path = Path(settings.get("scenario_path") or ".")
     loaded = LoadedScenario(path, campaign.scenario_text, scenario, stacks, path.parent)
@@ -483,7 +505,7 @@ def plan_from_campaign(campaign: Campaign) -> Plan:
     if missing:
         raise ConfigError(f"the inventory no longer has node {missing[0]}", campaign.inventory,
                           "restore the inventory the campaign ran with")
-    return Plan(loaded, inv, hosts, runs, settings.get("limit"))
+    return Plan(loaded, inv, hosts, runs, settings.get("limit"), plan_installs(loaded, runs, inv))
 
 
 def resume_campaign(engine: Engine, ref: str, on_record=None, on_phase=None) -> tuple[str, int, int]:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from lab.virtual.node import REPO_MOUNT, write_atomic
+from lab.virtual.node import write_atomic
 
 if TYPE_CHECKING:
     from lab.virtual.fleet import Fleet
@@ -41,8 +41,9 @@ def render(fleet_root: Path, key_file: Path, known_hosts: Path, meta: dict, addr
         "lab_virtual": True,
         "lab_fleet_dir": str(fleet_root),
     }
-    if meta.get("repo"):
-        group_vars["lab_apt_repository"] = f"deb [trusted=yes] file:{REPO_MOUNT} ./"
+    # As on a rack: a folder of Hailo's files first (`lab fleet hailo-files` writes it), then the
+    # archive the nodes list (the fleet's emulated Raspberry Pi archive, see lab.virtual.node).
+    group_vars["lab_hailo_sources"] = [{"files": "hailo-files"}, "archive"]
     hosts = {name: host_vars(addr, (units or {}).get(name, {}), meta["time_scale"]) for name, addr in addresses.items()}
     return {"virtual": {"hosts": hosts, "vars": group_vars}}
 

@@ -13,6 +13,7 @@ from lab.errors import FleetError
 
 HW_MOUNT = "/lab/hw"  # where the unit's hardware description appears inside the node
 REPO_MOUNT = "/srv/lab-apt"  # where the lab's apt repository appears inside the node
+ARCHIVE_LINE = f"deb [trusted=yes] file:{REPO_MOUNT} ./"  # the emulated Raspberry Pi archive, listed by every node
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,10 @@ def prepare(nd: NodeDir, address: str, authorized_key: str, unit: dict, fleet_in
     ssh_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(ssh_dir, 0o700)
     write_atomic(ssh_dir / "authorized_keys", authorized_key.strip() + "\n", 0o600)
+    if config.get("repo"):
+        # The node lists the emulated archive as Raspberry Pi OS lists archive.raspberrypi.com.
+        (etc / "apt/sources.list.d").mkdir(parents=True, exist_ok=True)
+        write_atomic(etc / "apt/sources.list.d/raspi.list", ARCHIVE_LINE + "\n")
     write_hw(nd, unit, fleet_info)
     write_atomic(nd.config, json.dumps(config, indent=2, sort_keys=True) + "\n")
 

@@ -85,7 +85,7 @@ def test_lab_run_refuses_a_stack_given_as_scenario(inv, tmp_path, capsys):
     db_file = tmp_path / "x.db"
     assert main(["run", "stacks/h10-5.3.0.yaml", "--inventory", str(inv), "--db", f"sqlite:///{db_file}"]) == 2
     line = one_line_error(capsys.readouterr().err)
-    assert line == ("lab: error: this is a stack file, not a scenario, stacks/h10-5.3.0.yaml:2, "
+    assert line == ("lab: error: this is a stack file, not a scenario, stacks/h10-5.3.0.yaml:4, "
                     "give a scenario file, e.g. scenarios/cma_soak.yaml")
     assert not db_file.exists()
 

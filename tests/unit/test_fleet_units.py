@@ -38,7 +38,8 @@ def test_inventory_render_has_connection_and_lab_vars(tmp_path):
     assert group["vars"]["ansible_ssh_common_args"] == (
         f"-o UserKnownHostsFile={tmp_path}/ssh/known_hosts -o StrictHostKeyChecking=yes")
     assert group["vars"]["lab_time_scale"] == 0.02
-    assert group["vars"]["lab_apt_repository"] == "deb [trusted=yes] file:/srv/lab-apt ./"
+    assert group["vars"]["lab_hailo_sources"] == [{"files": "hailo-files"}, "archive"]
+    assert "lab_apt_repository" not in group["vars"]  # the node lists the emulated archive itself
 
 
 def test_node_prepare_gives_identity(tmp_path):
@@ -56,6 +57,15 @@ def test_node_prepare_gives_identity(tmp_path):
     machine_id = (etc / "machine-id").read_text()
     prepare(nd, "127.77.0.7", "ssh-ed25519 AAAA lab", {}, {"time_scale": 1.0}, {"name": "node7"})
     assert (etc / "machine-id").read_text() == machine_id  # identity is kept across `fleet up`
+    assert not (etc / "apt/sources.list.d/raspi.list").exists()  # no repository, no source
+
+
+def test_node_lists_the_emulated_archive_as_a_pi_lists_its_own(tmp_path):
+    if shutil.which("ssh-keygen") is None:
+        pytest.skip("needs ssh-keygen")
+    nd = NodeDir(tmp_path / "node1", "node1")
+    prepare(nd, "127.77.0.1", "ssh-ed25519 AAAA lab", {}, {"time_scale": 1.0}, {"name": "node1", "repo": "/r"})
+    assert (nd.upper / "etc/apt/sources.list.d/raspi.list").read_text() == "deb [trusted=yes] file:/srv/lab-apt ./\n"
 
 
 def test_profile_defaults_merge(tmp_path):
