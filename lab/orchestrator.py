@@ -27,6 +27,7 @@ from lab.errors import ConfigError
 from lab.inputs import load_scenario_file
 from lab.inventory import Host, Inventory
 from lab.scenario import LoadedScenario, RunSpec, expand_matrix
+from lab.models import ModelFile, resolve_models
 from lab.sources import installs_for
 from lab.stack import Stack
 from lab.steps import ProvisionStep
@@ -49,6 +50,7 @@ class Plan:
     runs: list[RunSpec]
     limit: str | None = None
     installs: dict[tuple[str, str], dict] = field(default_factory=dict)  # (stack, node) -> how it is installed
+    models: dict[str, ModelFile] = field(default_factory=dict)  # controller models by name
 
 
 def plan_installs(loaded: LoadedScenario, runs: list[RunSpec], inv: Inventory) -> dict[tuple[str, str], dict]:
@@ -74,7 +76,8 @@ def plan_campaign(scenario_path: str | Path, inventory_name: str, limit: str | N
     hosts = inv.select(limit)
     chips = {h.name: h.chip for h in hosts if h.chip}
     runs = expand_matrix(loaded.scenario, [h.name for h in hosts], inv.groups, chips, loaded.stacks)
-    return Plan(loaded, inv, hosts, runs, limit, plan_installs(loaded, runs, inv))
+    models = resolve_models(loaded)  # a model missing on the controller stops here, before any node
+    return Plan(loaded, inv, hosts, runs, limit, plan_installs(loaded, runs, inv), models)
 
 
 def _argv(value: Any) -> list[str] | None:
@@ -132,12 +135,17 @@ def host_phase_spec(campaign: str, plan: Plan, phase_index: int, run_id: int, ho
         stack_data = pinned.model_dump(mode="json")
         stack_data["install"] = plan.installs[(pinned.name, host.name)]
     steps = []
+    used: dict[str, str] = {}  # node path -> sha256 of the controller models this phase uses
     for step in phase.steps:
         if step.kind == "provision":
             continue
         data = step.model_dump(mode="json")
         if "hef" in data and isinstance(data["hef"], dict):
             data["hef"] = data["hef"].get(chip)
+        if data.get("hef") in plan.models:  # a controller model: the node's checksummed copy
+            model = plan.models[data["hef"]]
+            data["hef"] = model.node_path
+            used[model.node_path] = model.sha256
         steps.append(data)
     commands = {key: _argv(host.vars.get(var)) for key, var in COMMAND_VARS.items()}
     return {
@@ -145,6 +153,7 @@ def host_phase_spec(campaign: str, plan: Plan, phase_index: int, run_id: int, ho
         "reboot_timeout": scenario.reboot_timeout,
         "purge": purge,
         "stack": stack_data,
+        "models": used,
         "timeout": int(phase_seconds(phase, host.time_scale)),
         "poll": poll_seconds(phase, host.time_scale),
         "agent": {
@@ -209,7 +218,8 @@ class CampaignRunner:
         loaded = self.plan.loaded
         with Session(self.engine) as session, session.begin():
             settings = {"scenario_path": str(loaded.path), "limit": self.plan.limit,
-                        "stacks": {n: st.model_dump(mode="json") for n, st in loaded.stacks.items()}}
+                        "stacks": {n: st.model_dump(mode="json") for n, st in loaded.stacks.items()},
+                        "models": {n: m.as_setting() for n, m in self.plan.models.items()}}
             campaign = Campaign(name=self.name, scenario_name=loaded.scenario.name, scenario_text=loaded.text,
                                 inventory=str(self.plan.inventory.source), command_line=self.command_line,
                                 settings=settings)
@@ -236,7 +246,9 @@ class CampaignRunner:
         used = self.used_nodes()
         prepared = run_playbook("prepare.yml", self.plan.inventory.source,
                                 extravars={"lab_campaign": self.name, "lab_agent_bundle": str(build_bundle()),
-                                           "lab_controller_user": getpass.getuser()},
+                                           "lab_controller_user": getpass.getuser(),
+                                           "lab_models": {n: {"src": str(m.path), "dest": m.node_path, "sha256": m.sha256}
+                                                          for n, m in self.plan.models.items()}},
                                 limit=",".join(used), forks=len(used))
         self.broken = {n: explain("; ".join(prepared.hosts[n].messages) if n in prepared.hosts else "not reached")
                        for n in used if n not in prepared.hosts or n in prepared.failed_hosts}
@@ -505,7 +517,9 @@ def plan_from_campaign(campaign: Campaign) -> Plan:
     if missing:
         raise ConfigError(f"the inventory no longer has node {missing[0]}", campaign.inventory,
                           "restore the inventory the campaign ran with")
-    return Plan(loaded, inv, hosts, runs, settings.get("limit"), plan_installs(loaded, runs, inv))
+    models = {n: ModelFile(n, Path(m["path"]), m["sha256"], m["md5"], m["size"])
+              for n, m in (settings.get("models") or {}).items()}
+    return Plan(loaded, inv, hosts, runs, settings.get("limit"), plan_installs(loaded, runs, inv), models)
 
 
 def resume_campaign(engine: Engine, ref: str, on_record=None, on_phase=None) -> tuple[str, int, int]:

@@ -38,6 +38,10 @@ def inv(tmp_path, monkeypatch):
     monkeypatch.chdir(PROJECT)
     path = tmp_path / "inventory.yml"
     path.write_text(INVENTORY)
+    # the scenarios' controller model, kept in tmp (the project root has no models/ folder)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "yolo26s_hailo10h.hef").write_bytes(b"hef")
+    monkeypatch.setattr("lab.models.model_dirs", lambda scenario_path: [tmp_path / "models"])
     return path
 
 

@@ -154,7 +154,8 @@ def test_runtime_python_and_models_file_lists(repo, files):
         repo / "python3-h10-hailort_5.1.1-1_all.deb"
     )
     models = contents(repo / "hailo-models_1.0.0-2_all.deb")
-    assert {"./usr/share/hailo-models/yolo26s_hailo10h.hef", "./usr/share/hailo-models/yolov8s_h8.hef"} <= set(models)
+    assert {"./usr/share/hailo-models/yolov8s_h8.hef", "./usr/share/hailo-models/resnet_v1_50_h10.hef"} <= set(models)
+    assert "./usr/share/hailo-models/yolo26s_hailo10h.hef" not in models  # the field report's model is in no package
 
 
 def test_index_hashes_match(repo):

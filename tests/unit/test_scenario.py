@@ -59,7 +59,7 @@ def test_cma_soak_is_the_seed_reproduction():
     bench = [s for s in soak.steps if isinstance(s, BenchmarkStep)]
     assert [(b.hef_for("hailo10h"), b.runs, b.time_to_run, b.gap) for b in bench] == [
         ("yolo26s_hailo10h.hef", 25, 15, 0.0)]
-    assert bench[0].hef_for("hailo8") == "yolov8s_h8.hef"
+    assert bench[0].hef_for("hailo8") == "/usr/share/hailo-models/yolov8s_h8.hef"  # a package's file
     collected = {item for s in soak.steps if isinstance(s, CollectStep) for item in s.items}
     assert {"runtime_log", "dmesg", "temps"} <= collected
 

@@ -159,6 +159,8 @@ def test_a_campaign_resolves_each_nodes_source_before_touching_it(tmp_path, monk
     from lab.orchestrator import host_phase_spec, plan_campaign
 
     folder = _hailo_folder(tmp_path)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "yolo26s_hailo10h.hef").write_bytes(b"hef")
     monkeypatch.chdir(tmp_path)
     plan = plan_campaign(shipped("scenario") / "cma_soak.yaml", str(_inventory(tmp_path, "[{files: hailo-files}, archive]")))
     assert plan.installs[("h10-5.3.0", "pi-01")]["kind"] == "files"
@@ -174,6 +176,8 @@ def test_a_campaign_whose_stack_no_source_has_stops_before_any_node(tmp_path, mo
     from lab.orchestrator import plan_campaign
 
     (tmp_path / "empty").mkdir()
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "yolo26s_hailo10h.hef").write_bytes(b"hef")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError) as info:
         plan_campaign(shipped("scenario") / "cma_soak.yaml", str(_inventory(tmp_path, "[{files: empty}]")))

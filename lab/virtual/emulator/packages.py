@@ -310,11 +310,22 @@ def meta_package(rel: Release) -> PackageSpec:
     return spec
 
 
+# The field report's own model: in no package, it reaches nodes from the controller (`lab fleet hailo-files`
+# writes it into a models folder, as a person keeps the HEF they compiled or downloaded).
+CONTROLLER_MODELS = ("yolo26s_hailo10h.hef",)
+
+
+def model_bytes(filename: str) -> bytes:
+    """The emulated HEF file of one model."""
+    return hef.dumps(tables.MODELS[filename]).encode()
+
+
 def models_package() -> PackageSpec:
-    """hailo-models: the emulated HEF files where the real model package puts them."""
+    """hailo-models: the emulated HEF files where the real model package puts them (not the field report's)."""
     spec = PackageSpec("hailo-models", MODELS_DEB_VERSION, "Hailo model files (HEF) for the examples")
-    for filename, model in sorted(tables.MODELS.items()):
-        spec.files["%s/%s" % (tables.MODELS_DIR, filename)] = (hef.dumps(model).encode(), 0o644)
+    for filename in sorted(tables.MODELS):
+        if filename not in CONTROLLER_MODELS:
+            spec.files["%s/%s" % (tables.MODELS_DIR, filename)] = (model_bytes(filename), 0o644)
     spec.files["/usr/share/doc/hailo-models/README.emulator"] = _readme("Emulated HEF files")
     return spec
 

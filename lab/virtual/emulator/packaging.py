@@ -198,3 +198,20 @@ def build_hailo_files(dest: Path) -> list[Path]:
                 os.replace(path, final)
             out.append(final)
     return out
+
+
+def build_models(dest: Path) -> list[Path]:
+    """Write the emulated models that no package ships (the field report's HEF) into `dest`."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in packages.CONTROLLER_MODELS:
+        final = dest / name
+        data = packages.model_bytes(name)
+        if not (final.is_file() and final.read_bytes() == data):
+            tmp = dest / (".%s.tmp" % name)
+            tmp.write_bytes(data)
+            tmp.chmod(0o644)
+            os.replace(tmp, final)
+        out.append(final)
+    return out
