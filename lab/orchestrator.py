@@ -37,7 +37,8 @@ CHIP_MODULE = {"hailo10h": "hailo1x_pci", "hailo8": "hailo_pci", "hailo8l": "hai
 # Inventory variables that name node commands (strings are split like a shell would, never run by one).
 COMMAND_VARS = {"kernel_log": "lab_kernel_log_cmd", "pcie_remove": "lab_pcie_remove_cmd",
                 "pcie_rescan": "lab_pcie_rescan_cmd", "driver_version": "lab_driver_version_cmd",
-                "throttled": "lab_throttled_cmd"}
+                "throttled": "lab_throttled_cmd", "firmware_version": "lab_firmware_version_cmd",
+                "bootloader_version": "lab_bootloader_version_cmd"}
 
 
 @dataclass

@@ -33,5 +33,8 @@ def real_pi_vars(chip: str = "hailo10h", pci_address: str = PI5_PCI_ADDRESS) -> 
         "lab_driver_module": module,
         "lab_driver_version_cmd": "modinfo -F version %s" % module,
         "lab_loaded_driver_version_cmd": "cat /sys/module/%s/version" % module,
+        "lab_throttled_cmd": "vcgencmd get_throttled",
+        "lab_firmware_version_cmd": "vcgencmd version",
+        "lab_bootloader_version_cmd": "vcgencmd bootloader_version",
         "lab_time_scale": 1.0,
     }
