@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ EXPECTED = {
     ("python3-hailort", "4.23.0-1"),
     ("hailo-all", "4.23.0-1"),
     ("hailo-models", "1.0.0-2"),
+    ("dkms", "3.2.0-1"),  # Debian's on a real Pi; here with the archive, since nodes reach nothing else
 }
 # Every other version only as Hailo ships it: two .deb files and a wheel.
 HAILO_FILES = {
@@ -118,7 +120,8 @@ def test_relations(repo, files):
         "h10-hailort (= 5.1.1), h10-hailort-pcie-driver (= 5.1.1), " "python3-h10-hailort (= 5.1.1-1), hailo-models"
     )
     assert meta["Conflicts"] == "hailo-all"
-    assert "kmod" in fields(repo / "hailort-pcie-driver_4.23.0_all.deb")["Depends"]
+    assert fields(repo / "hailort-pcie-driver_4.23.0_all.deb")["Depends"] == "python3 (>= 3.9), kmod, dkms"
+    assert fields(files / "hailort-pcie-driver_5.3.0_all.deb")["Depends"] == "python3 (>= 3.9), kmod, dkms"
     assert "not Hailo software" in h10["Description"]
 
 
@@ -134,6 +137,7 @@ def test_driver_file_list(repo, files):
         "./usr/sbin/hailo-emu-modinfo",
         "./usr/lib/hailort-pcie-driver/emulator/hailo-emu-driver",
         "./usr/lib/systemd/system/hailo-emu-coldplug.service",
+        "./usr/src/hailo1x_pci-5.3.0/dkms.conf",
     ):
         assert path in files, path
     assert all(owner == "root/root" for owner, _ in files.values())
@@ -266,3 +270,25 @@ def test_the_archive_has_one_line_per_chip_and_a_bare_pin_fails_on_revisions(apt
     # What the old role did: `apt-get install python3-h10-hailort=5.1.1`, an exact version the archive lacks.
     assert apt("install", "python3-h10-hailort=5.1.1").returncode != 0
     assert apt("install", "hailort=5.3.0").returncode != 0  # 5.3.0 comes only as Hailo's files
+
+
+def test_the_driver_registers_with_dkms_and_leaves_nothing_when_removed(files, tmp_path):
+    """postinst adds and installs the module with DKMS; prerm removes every DKMS trace of it."""
+    root = tmp_path / "root"
+    subprocess.run(["dpkg-deb", "-x", str(files / "hailort-pcie-driver_5.3.0_all.deb"), str(root)], check=True)
+    control = tmp_path / "control"
+    subprocess.run(["dpkg-deb", "-e", str(files / "hailort-pcie-driver_5.3.0_all.deb"), str(control)], check=True)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "dkms").write_text("#!/bin/sh\nexec %s %s \"$@\"\n" % (sys.executable, packages.EMU_SOURCE / "dkms.py"))
+    (bindir / "dkms").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "DKMS_EMU_ROOT": str(root),
+           "DKMS_EMU_KERNEL": "6.12.47+rpt-rpi-2712"}
+    subprocess.run(["sh", str(control / "postinst"), "configure"], env=env, check=True, capture_output=True)
+    status = subprocess.run(["dkms", "status"], env=env, capture_output=True, text=True).stdout
+    assert status == f"hailo1x_pci/5.3.0, 6.12.47+rpt-rpi-2712, {os.uname().machine}: installed\n"
+    assert (root / "lib/modules/6.12.47+rpt-rpi-2712/updates/dkms/hailo1x_pci.ko").is_file()
+    subprocess.run(["sh", str(control / "prerm"), "remove"], env=env, check=True, capture_output=True)
+    assert subprocess.run(["dkms", "status"], env=env, capture_output=True, text=True).stdout == "\n"
+    assert not (root / "var/lib/dkms").exists() or not list((root / "var/lib/dkms").iterdir())
+    assert not (root / "lib/modules/6.12.47+rpt-rpi-2712/updates/dkms/hailo1x_pci.ko").exists()

@@ -184,9 +184,27 @@ def driver_package(rel: Release) -> PackageSpec:
         name,
         rel.deb_version("driver"),
         "Hailo PCIe driver %s (%s) and firmware" % (rel.version, module),
-        ["python3 (>= 3.9)", "kmod"],
+        ["python3 (>= 3.9)", "kmod", "dkms"],
     )
     spec.files.update(_tree(lib + "/hailo_emu"))
+    # A DKMS source package, as the real driver's: the module is registered with DKMS at install and
+    # removed at removal, so it would be rebuilt for a new kernel (hailort-drivers linux/pcie/dkms.conf.in).
+    src = "/usr/src/%s-%s" % (module, rel.version)
+    spec.files[src + "/dkms.conf"] = (
+        (
+            'PACKAGE_NAME="%s"\nPACKAGE_VERSION="%s"\nBUILT_MODULE_NAME[0]="%s"\n'
+            'DEST_MODULE_LOCATION[0]="/updates/dkms"\nAUTOINSTALL="yes"\n'
+            "# Emulated for the lab's virtual nodes: nothing is compiled (a model, not Hailo software).\n"
+            % (module, rel.version, module)
+        ).encode(),
+        0o644,
+    )
+    spec.files[src + "/README.emulator"] = _readme("Hailo PCIe driver %s sources (DKMS)" % rel.version)
+    spec.scripts["postinst"] = (
+        '#!/bin/sh\nset -e\nif [ "$1" = configure ]; then\n'
+        "  dkms status | grep -q '^%s/%s' || dkms add -m %s -v %s\n"
+        "  dkms install -m %s -v %s\nfi\nexit 0\n" % (module, rel.version, module, rel.version, module, rel.version)
+    )
     spec.files[lib + "/hailo-emu-driver"] = (
         _wrapper(
             "modprobe hook of the emulated %s %s driver." % (module, rel.version),
@@ -249,7 +267,21 @@ def driver_package(rel: Release) -> PackageSpec:
     spec.files["/usr/share/doc/%s/README.emulator" % name] = _readme(
         "Hailo PCIe driver %s (%s)" % (rel.version, module)
     )
-    spec.scripts["prerm"] = _clean_pycache(lib)
+    spec.scripts["prerm"] = _clean_pycache(lib).replace(
+        "fi\nexit 0\n",
+        "  dkms remove -m %s -v %s --all >/dev/null 2>&1 || true\nfi\nexit 0\n" % (module, rel.version))
+    return spec
+
+
+DKMS_VERSION = "3.2.0-1"
+
+
+def dkms_package() -> PackageSpec:
+    """dkms, emulated: DKMS's file layout and `dkms status`, no compiler (Debian's, on a real Pi)."""
+    spec = PackageSpec("dkms", DKMS_VERSION, "Dynamic Kernel Module System", ["python3 (>= 3.9)", "kmod"])
+    spec.files["/usr/sbin/dkms"] = (
+        b"#!/usr/bin/python3 -IB\n" + (EMU_SOURCE / "dkms.py").read_bytes(), 0o755)
+    spec.files["/usr/share/doc/dkms/README.emulator"] = _readme("DKMS (the file layout and status only)")
     return spec
 
 
@@ -332,7 +364,7 @@ def models_package() -> PackageSpec:
 
 def all_packages() -> list:
     """Every package of the emulated Raspberry Pi archive: one release line per chip, and the models."""
-    specs = [models_package()]
+    specs = [models_package(), dkms_package()]
     for rel in RELEASES:
         if rel.archive:
             specs += [runtime_package(rel), driver_package(rel), python_package(rel), meta_package(rel)]
