@@ -110,8 +110,8 @@ def parse_sources(value: Any, where: str) -> list[dict]:
 def resolve_install(stack: Stack, sources_value: Any, where: str, base: Path | None = None) -> dict:
     """How one node gets `stack`: the first source that can provide it, as data for the hailo_stack role.
 
-    A files folder provides a stack when it holds its runtime, driver and wheel (checked here, on the
-    controller); the archive and an apt repository are asked on the node (`apt-cache madison`), so
+    A files folder (relative to `base`, the inventory's directory) provides a stack when it holds its
+    runtime, driver and wheel (checked here, on the controller); the archive and an apt repository are asked on the node (`apt-cache madison`), so
     list a files folder before them. A stack no source provides is an error before any node is touched.
     """
     sources = parse_sources(sources_value, where)
@@ -119,7 +119,7 @@ def resolve_install(stack: Stack, sources_value: Any, where: str, base: Path | N
         if "files" in source:
             folder = Path(source["files"]).expanduser()
             if not folder.is_absolute():
-                folder = (base or Path.cwd()) / folder
+                folder = ((base or Path.cwd()) / folder).resolve()
             found = hailo_files(folder, stack)
             if found is not None:
                 return {"kind": "files", "folder": str(folder),
@@ -137,13 +137,16 @@ def resolve_install(stack: Stack, sources_value: Any, where: str, base: Path | N
 
 
 def installs_for(stack: Stack, hosts: Sequence, where: str) -> dict[str, dict]:
-    """Host name -> install data for every host (each host's own `lab_hailo_sources`)."""
+    """Host name -> install data for every host (each host's own `lab_hailo_sources`).
+
+    `where` is the inventory file: a relative files folder is taken from its directory (as Ansible takes
+    group_vars), so `../hailo-files` is the same folder whatever directory lab runs in."""
     cache: dict[str, dict] = {}
     out = {}
     for host in hosts:
         value = host.vars.get(SOURCES_VAR)
         key = repr(value)
         if key not in cache:
-            cache[key] = resolve_install(stack, value, where)
+            cache[key] = resolve_install(stack, value, where, Path(where).resolve().parent)
         out[host.name] = cache[key]
     return out

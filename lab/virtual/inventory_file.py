@@ -41,9 +41,9 @@ def render(fleet_root: Path, key_file: Path, known_hosts: Path, meta: dict, addr
         "ansible_python_interpreter": "/usr/bin/python3",
         "lab_time_scale": meta["time_scale"],
     }
-    # As on a rack: a folder of Hailo's files first (`lab fleet hailo-files` writes it), then the
+    # As on a rack: a folder of Hailo's files first (beside inventory/; `lab fleet hailo-files` writes it), then the
     # archive the nodes list (the fleet's emulated Raspberry Pi archive, see lab.virtual.node).
-    group_vars["lab_hailo_sources"] = [{"files": "hailo-files"}, "archive"]
+    group_vars["lab_hailo_sources"] = [{"files": "../hailo-files"}, "archive"]
     hosts = {name: host_vars(addr, (units or {}).get(name, {}), meta["time_scale"]) for name, addr in addresses.items()}
     return {"virtual": {"hosts": hosts, "vars": group_vars}}
 

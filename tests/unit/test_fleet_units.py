@@ -40,7 +40,7 @@ def test_inventory_render_has_connection_and_lab_vars(tmp_path):
     assert group["vars"]["ansible_ssh_common_args"] == (
         f"-o UserKnownHostsFile={tmp_path}/ssh/known_hosts -o StrictHostKeyChecking=yes")
     assert group["vars"]["lab_time_scale"] == 0.02
-    assert group["vars"]["lab_hailo_sources"] == [{"files": "hailo-files"}, "archive"]
+    assert group["vars"]["lab_hailo_sources"] == [{"files": "../hailo-files"}, "archive"]
     assert "lab_apt_repository" not in group["vars"]  # the node lists the emulated archive itself
 
 

@@ -107,10 +107,13 @@ def test_the_first_source_that_has_the_stack_wins(tmp_path):
     assert local["repository"] == "deb [trusted=yes] http://mirror.lan/hailo ./"
 
 
-def test_a_relative_folder_is_taken_from_the_current_directory(tmp_path, monkeypatch):
+def test_a_relative_folder_is_taken_from_the_inventorys_directory(tmp_path, monkeypatch):
     _hailo_folder(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    got = resolve_install(H10_530, [{"files": "hailo-files"}], "inv")
+    (tmp_path / "inventory").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    host = Host("pi-01", "192.0.2.11", {"lab_hailo_sources": [{"files": "../hailo-files"}]})
+    got = installs_for(H10_530, [host], str(tmp_path / "inventory" / "pis.yml"))["pi-01"]
     assert got["folder"] == str(tmp_path / "hailo-files")
 
 
@@ -140,7 +143,7 @@ def test_shipped_inventories_name_the_same_sources():
     import yaml
 
     pis = yaml.safe_load((PROJECT / "inventory/pis.example.yml").read_text())
-    assert pis["all"]["children"]["pis"]["vars"]["lab_hailo_sources"] == [{"files": "hailo-files"}, "archive"]
+    assert pis["all"]["children"]["pis"]["vars"]["lab_hailo_sources"] == [{"files": "../hailo-files"}, "archive"]
 
 
 def _inventory(tmp_path: Path, sources: str) -> Path:
