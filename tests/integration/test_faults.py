@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from lab.cli import main
 from lab.db.models import Campaign, Phase, Run, Sample
+from lab.virtual.emulator.packaging import build_hailo_files, build_models
 from lab.virtual.fleet import Fleet
 from tests.conftest import PROJECT, fleet_leftovers, require_fleet, ssh_argv, ssh_cmd
 
@@ -128,6 +129,8 @@ def ff(tmp_path_factory):
     require_fleet()
     base = tmp_path_factory.mktemp("faults")
     shutil.copytree(PROJECT / "stacks", base / "stacks")
+    build_hailo_files(base / "hailo-files")  # beside the inventory: STACK (5.3.0) comes as Hailo's files
+    build_models(base / "models")  # the scenarios' model, on the controller
     fleet = Fleet(root=base / "fleet", net=NET)
     inventory = base / "inventory" / "virtual.yml"
     fleet.up(nodes=3, inventory=inventory, time_scale=0.02)
@@ -487,8 +490,6 @@ def leaks(ff: FaultFleet, secret: str, outputs: list[str]) -> list[str]:
 def write_stack(ff: FaultFleet, name: str, hailort: str, driver: str) -> None:
     pin = yaml.safe_load((ff.base / "stacks" / f"{STACK}.yaml").read_text())
     pin.update(name=name, hailort=hailort, driver=driver, firmware=hailort)
-    pin["source"]["apt"]["packages"].update({"hailort": hailort, "python3-hailort": hailort,
-                                             "hailort-pcie-driver": driver})
     (ff.base / "stacks" / f"{name}.yaml").write_text(yaml.safe_dump(pin, sort_keys=False))
 
 

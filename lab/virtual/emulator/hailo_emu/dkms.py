@@ -20,22 +20,27 @@ def root() -> str:
 
 
 def tree() -> str:
+    """DKMS's tree of added modules."""
     return root() + "/var/lib/dkms"
 
 
 def kernel() -> str:
+    """The kernel modules are built for by default (the running one)."""
     return os.environ.get("DKMS_EMU_KERNEL") or os.uname().release
 
 
 def arch() -> str:
+    """The machine architecture dkms status prints."""
     return os.uname().machine
 
 
 def built_ko(module: str, version: str, kern: str) -> str:
+    """Where a built module lies in the DKMS tree."""
     return os.path.join(tree(), module, version, kern, arch(), "module", module + ".ko")
 
 
 def installed_ko(module: str, kern: str) -> str:
+    """Where an installed module lies under the kernel's modules (DEST_MODULE_LOCATION /updates/dkms)."""
     return root() + "/lib/modules/%s/updates/dkms/%s.ko" % (kern, module)
 
 
@@ -59,6 +64,7 @@ def status() -> list:
 
 
 def add(module: str, version: str) -> int:
+    """`dkms add`: register /usr/src/MODULE-VERSION."""
     src = root() + "/usr/src/%s-%s" % (module, version)
     if not os.path.exists(os.path.join(src, "dkms.conf")):
         print("Error! Could not find module source directory.\nDirectory: %s does not exist." % src, file=sys.stderr)
@@ -73,6 +79,7 @@ def add(module: str, version: str) -> int:
 
 
 def build(module: str, version: str, kern: str) -> int:
+    """`dkms build`: a stub module in the DKMS tree (nothing is compiled)."""
     if not os.path.isdir(os.path.join(tree(), module, version)) and add(module, version):
         return 2
     ko = built_ko(module, version, kern)
@@ -84,6 +91,7 @@ def build(module: str, version: str, kern: str) -> int:
 
 
 def install(module: str, version: str, kern: str) -> int:
+    """`dkms install`: build if needed, then copy the module under /lib/modules/KERNEL/updates/dkms."""
     if not os.path.exists(built_ko(module, version, kern)) and build(module, version, kern):
         return 2
     dest = installed_ko(module, kern)
@@ -94,6 +102,7 @@ def install(module: str, version: str, kern: str) -> int:
 
 
 def remove(module: str, version: str, kern: str, every: bool) -> int:
+    """`dkms remove`: the installed module and the tree of one kernel, or of all (--all)."""
     base = os.path.join(tree(), module, version)
     if not os.path.isdir(base):
         print("Error! The module/version combo: %s-%s is not located in the DKMS tree." % (module, version),
