@@ -320,15 +320,16 @@ class Agent:
     def system(self) -> Dict[str, Any]:
         """What the node runs, as installed (not as pinned): kernel, DKMS, Hailo packages, the wheel, holds,
         firmware and bootloader versions. Recorded at every phase start, so a change mid-campaign shows."""
-        def lines(argv: List[str], timeout: float = 30) -> Optional[List[str]]:
+        def lines(argv: List[str], timeout: float = 30, ok: tuple = (0,)) -> Optional[List[str]]:
             if shutil.which(argv[0]) is None:
                 return None
             proc = self.tool(argv, timeout)
-            return [line.rstrip() for line in proc.stdout.splitlines() if line.strip()] if proc.returncode == 0 else None
+            return [line.rstrip() for line in proc.stdout.splitlines() if line.strip()] if proc.returncode in ok else None
 
         packages: Dict[str, str] = {}
         fmt = "${Package} ${Version} ${db:Status-Status}\n"
-        for line in lines(["dpkg-query", "-W", "-f", fmt, "*hailo*", "dkms"]) or []:
+        # dpkg-query exits 1 when a pattern matches nothing (no dkms yet), and still lists the others
+        for line in lines(["dpkg-query", "-W", "-f", fmt, "*hailo*", "dkms"], ok=(0, 1)) or []:
             parts = line.split()
             if len(parts) == 3 and parts[2] == "installed":
                 packages[parts[0]] = parts[1]

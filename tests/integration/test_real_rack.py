@@ -80,6 +80,10 @@ def test_cma_soak_from_hailo_files_and_the_archive(rack, capsys, monkeypatch):
     # a timer a Pi has enabled: the campaign masks it and gives it back
     sh(fleet, "node2", "rm -f /etc/systemd/system/apt-daily.timer && systemctl daemon-reload")
     before = sh(fleet, "node2", "systemctl is-enabled apt-daily.timer || true").strip()
+    # a kernel package, as a Pi has one (nspawn nodes run the host's kernel): held for the campaign only
+    sh(fleet, "node1", "mkdir -p /tmp/k/DEBIAN && printf 'Package: linux-image-rpi-2712\\nVersion: 1:6.12.47-1+rpt1\\n"
+                       "Architecture: all\\nMaintainer: lab test <lab@localhost>\\nDescription: stand-in kernel\\n'"
+                       " > /tmp/k/DEBIAN/control && dpkg-deb -b /tmp/k /tmp/k.deb >/dev/null && dpkg -i /tmp/k.deb >/dev/null")
     code = main(["run", str(PROJECT / "scenarios" / "cma_soak.yaml"), "--inventory", str(inventory), "--db", db,
                  "--name", "rack1"])
     out = capsys.readouterr().out
@@ -103,8 +107,8 @@ def test_cma_soak_from_hailo_files_and_the_archive(rack, capsys, monkeypatch):
         "h10-hailort": "5.1.1", "h10-hailort-pcie-driver": "5.1.1", "python3-h10-hailort": "5.1.1-1",
         "hailo-h10-all": "5.1.1-1", "hailo-models": "1.0.0-2"}
     assert archive["wheels"] == {}  # Hailo's wheel went with its stack: it would shadow the packaged binding
-    assert "dkms" in archive["holds"]  # held for the campaign...
-    assert "dkms" not in sh(fleet, "node1", "apt-mark showhold").split()  # ...and given back
+    assert "linux-image-rpi-2712" in archive["holds"]  # held for the campaign...
+    assert "linux-image-rpi-2712" not in sh(fleet, "node1", "apt-mark showhold").split()  # ...and given back
     assert sh(fleet, "node2", "systemctl is-enabled apt-daily.timer || true").strip() == before != "masked"
     assert sh(fleet, "node1", "test -e /var/lib/lab-agent/hold.json && echo left || echo gone").strip() == "gone"
     owner = sh(fleet, "node1", "stat -c %U /var/lib/lab-agent/rack1/records.jsonl").strip()
