@@ -52,9 +52,9 @@ def test_pick_takes_the_newest_matching_version():
 @pytest.mark.parametrize(("fixture", "pin", "want"), [
     ("python3-h10-hailort.txt", "5.1.1", "5.1.1-1"),   # the old role's exact match found nothing here
     ("h10-hailort.txt", "5.1.1", "5.1.1"),
-    ("hailo-all.txt", "4.19.0", "4.19.0-3"),
-    ("hailo-all.txt", "4.23.0", "4.23.0-1"),
-    ("hailo-all.txt", "5.3.0", ""),
+    ("hailort.txt", "4.19.0", "4.19.0-3"),  # Raspberry Pi's own pin is hailort=4.19.0-3
+    ("hailort.txt", "4.18.0", "4.18.0"),
+    ("hailort.txt", "5.3.0", ""),
 ])
 def test_the_roles_filter_reads_madison_output(fixture, pin, want):
     lines = (MADISON / fixture).read_text().splitlines()
