@@ -245,10 +245,16 @@ def test_reboot_that_never_returns_times_out(ff):
 def test_controller_sigkill_then_resume(ff):
     after = "  - name: after\n    reboot: true\n    steps: [identify]\n"
     path = ff.scenario("killed", soak("killed", 25, extra_phase=after, reboot=True))
+    node1 = ff.addr("node1")
+    timer = "systemctl is-enabled apt-daily.timer || true"
+    # an apt timer a Pi has (the base image masks it): the campaign masks it, and only `lab resume` gives it back
+    ssh_cmd(ff.fleet, node1, "rm -f /etc/systemd/system/apt-daily.timer && systemctl daemon-reload", timeout=30)
+    before = ssh_cmd(ff.fleet, node1, timer).stdout.strip()
     proc = ff.run(path, "killed")
     ff.wait_samples("killed", "node1", 8, proc)
     os.kill(proc.pid, signal.SIGKILL)  # the controller only; its ansible-playbook child loses its pty
     proc.communicate(timeout=60)
+    assert ssh_cmd(ff.fleet, node1, timer).stdout.strip() == "masked"  # held still across the crash
     with Session(ff.engine) as s:
         assert s.scalar(select(Campaign.status).where(Campaign.name == "killed")) == "running"
     warm_boot = {n: ff.phases("killed", n)["warm"].boot_id for n in NODES}
@@ -269,6 +275,8 @@ def test_controller_sigkill_then_resume(ff):
         assert [phases[p].status for p in ("warm", "soak", "after")] == ["ok", "ok", "ok"]
         assert phases["after"].boot_id != phases["soak"].boot_id
         assert ff.run_of("killed", node).verdict == "degraded"
+        assert ssh_cmd(ff.fleet, ff.addr(node), "test -e /var/lib/lab-agent/hold.json").returncode == 1
+    assert ssh_cmd(ff.fleet, node1, timer).stdout.strip() == before != "masked"  # given back by the resume
 
 
 # ---- 7. two campaigns at once on the same nodes --------------------------------------------------------
