@@ -292,3 +292,10 @@ def test_the_driver_registers_with_dkms_and_leaves_nothing_when_removed(files, t
     assert subprocess.run(["dkms", "status"], env=env, capture_output=True, text=True).stdout == "\n"
     assert not (root / "var/lib/dkms").exists() or not list((root / "var/lib/dkms").iterdir())
     assert not (root / "lib/modules/6.12.47+rpt-rpi-2712/updates/dkms/hailo1x_pci.ko").exists()
+
+
+def test_hailos_files_install_beside_the_archive_and_take_dkms_from_it(apt, files):
+    """What the hailo_stack role does with Hailo's files: apt resolves the driver's dkms from the archive."""
+    r = apt("install", str(files / "hailort_5.3.0_all.deb"), str(files / "hailort-pcie-driver_5.3.0_all.deb"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Inst dkms (3.2.0-1" in r.stdout and "Inst hailort-pcie-driver (5.3.0" in r.stdout
