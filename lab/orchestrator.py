@@ -26,8 +26,8 @@ from lab.db.models import Campaign, Phase, Run, Sample
 from lab.errors import ConfigError
 from lab.inputs import load_scenario_file
 from lab.inventory import Host, Inventory
-from lab.scenario import LoadedScenario, RunSpec, expand_matrix
 from lab.models import ModelFile, resolve_models
+from lab.scenario import LoadedScenario, RunSpec, expand_matrix
 from lab.sources import installs_for
 from lab.stack import Stack
 from lab.steps import ProvisionStep
