@@ -38,6 +38,8 @@ $(STAMPS)/venv-$(PY_KEY): $(STAMPS)/apt-$(APT_KEY)
 setup: $(STAMPS)/venv-$(PY_KEY)
 
 demo: setup
+	# HailoRT versions the (emulated) archive does not carry, as a person downloads them from Hailo
+	$(LAB) fleet hailo-files hailo-files --models models
 	$(LAB) fleet up --profile profiles/mixed.yaml --time-scale 0.02
 	$(LAB) run scenarios/cma_soak.yaml --inventory virtual --name demo-$$(date +%Y%m%d-%H%M%S)
 	$(LAB) campaigns

@@ -91,7 +91,7 @@ class BenchFleet:
         self.nodes = nodes
         self.time_scale = time_scale
         self.env = env
-        self.inventory = workdir / "inventory.yml"
+        self.inventory = workdir / "inventory" / "virtual.yml"  # ../hailo-files is workdir/hailo-files
         self.root = Path(env["LAB_FLEET_DIR"])
 
     def __enter__(self) -> BenchFleet:
@@ -117,7 +117,16 @@ class BenchFleet:
             self.down()
             raise
         log(f"fleet of {self.nodes} node(s) up at time scale {self.time_scale} in {time.monotonic() - t0:.1f} s")
+        # Hailo's files beside the inventory (h10-5.3.0 is not in the archive) and the model on the controller
+        subprocess.run([LAB, "fleet", "hailo-files", "hailo-files", "--models", "models"], env=self.env,
+                       cwd=self.workdir, stdout=subprocess.DEVNULL, check=True)
         return self
+
+    def put_model(self, node_index: int, dest: str) -> None:
+        """Copy the controller's model to a node, for the loops that run hailortcli without lab."""
+        data = (self.workdir / "models" / Path(dest).name).read_bytes()
+        subprocess.run([*self.ssh_argv(node_index), f"mkdir -p {Path(dest).parent} && cat > {dest}"], input=data,
+                       check=True, env=self.env)
 
     def __exit__(self, *exc) -> None:
         self.down()

@@ -22,7 +22,7 @@ import yaml
 from benchlib import (LAB, PROJECT, VENV_BIN, BenchFleet, add_common_args, benchmark_samples, fleet_env, lab_argv, log, machine,
                       measure, median, parse_variants, phase_walls, stop_cleanly, table)
 
-HEF = "/usr/share/hailo-models/yolo26s_hailo10h.hef"
+HEF = "/var/lib/lab-bench/yolo26s_hailo10h.hef"  # the shell loop's and naive playbook's copy of the model
 STACK = "h10-5.3.0"
 
 
@@ -88,6 +88,7 @@ def bench_scale(scale: float, args, env: dict, workdir: Path, variants: dict[str
                        stdout=workdir / f"provision-{scale}.out")
         if prov.rc != 0:
             raise SystemExit(f"provisioning failed:\n{prov.stdout[-2000:]}")
+        fleet.put_model(1, HEF)
         scenario, playbook = write_inputs(workdir, args.runs, args.time_to_run)
         if args.warmup:  # first SSH, agent deployment and Python caches on the node are not what is measured
             small = write_inputs(workdir, 1, args.time_to_run)

@@ -68,7 +68,7 @@ def check_file(path: str | Path) -> CheckResult:
         else:
             what = "cannot tell whether this is a scenario, a stack or a fleet profile"
         raise ConfigError(what, where=doc.where(),
-                          hint="a scenario has 'matrix' and 'phases', a stack has 'chip' and 'source', "
+                          hint="a scenario has 'matrix' and 'phases', a stack has 'chip' and 'hailort', "
                                "a fleet profile has 'nodes'")
     if kind == "scenario":
         return CheckResult(path, kind, load_scenario(path).scenario.name)

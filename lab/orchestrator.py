@@ -7,7 +7,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,15 +26,19 @@ from lab.db.models import Campaign, Phase, Run, Sample
 from lab.errors import ConfigError
 from lab.inputs import load_scenario_file
 from lab.inventory import Host, Inventory
+from lab.models import ModelFile, resolve_models
 from lab.scenario import LoadedScenario, RunSpec, expand_matrix
+from lab.sources import installs_for
 from lab.stack import Stack
+from lab.steps import ProvisionStep
 
 POLL_SECONDS = 2.0
 CHIP_MODULE = {"hailo10h": "hailo1x_pci", "hailo8": "hailo_pci", "hailo8l": "hailo_pci"}
 # Inventory variables that name node commands (strings are split like a shell would, never run by one).
 COMMAND_VARS = {"kernel_log": "lab_kernel_log_cmd", "pcie_remove": "lab_pcie_remove_cmd",
                 "pcie_rescan": "lab_pcie_rescan_cmd", "driver_version": "lab_driver_version_cmd",
-                "throttled": "lab_throttled_cmd"}
+                "throttled": "lab_throttled_cmd", "firmware_version": "lab_firmware_version_cmd",
+                "bootloader_version": "lab_bootloader_version_cmd"}
 
 
 @dataclass
@@ -46,6 +50,24 @@ class Plan:
     hosts: list[Host]
     runs: list[RunSpec]
     limit: str | None = None
+    installs: dict[tuple[str, str], dict] = field(default_factory=dict)  # (stack, node) -> how it is installed
+    models: dict[str, ModelFile] = field(default_factory=dict)  # controller models by name
+
+
+def plan_installs(loaded: LoadedScenario, runs: list[RunSpec], inv: Inventory) -> dict[tuple[str, str], dict]:
+    """(stack, node) -> where that node gets that stack's packages, for every stack a run provisions.
+
+    A stack that no source of the node's group provides (e.g. a version missing from the Hailo files
+    folder) is a ConfigError here, before any node is touched."""
+    provisions = [s for p in loaded.scenario.phases for s in p.steps if isinstance(s, ProvisionStep)]
+    out: dict[tuple[str, str], dict] = {}
+    for spec in runs:
+        for step in provisions:
+            name = step.stack or spec.stack
+            if (name, spec.node) not in out:
+                host = inv.hosts[spec.node]
+                out[(name, spec.node)] = installs_for(loaded.stacks[name], [host], str(inv.source))[host.name]
+    return out
 
 
 def plan_campaign(scenario_path: str | Path, inventory_name: str, limit: str | None = None) -> Plan:
@@ -55,7 +77,8 @@ def plan_campaign(scenario_path: str | Path, inventory_name: str, limit: str | N
     hosts = inv.select(limit)
     chips = {h.name: h.chip for h in hosts if h.chip}
     runs = expand_matrix(loaded.scenario, [h.name for h in hosts], inv.groups, chips, loaded.stacks)
-    return Plan(loaded, inv, hosts, runs, limit)
+    models = resolve_models(loaded)  # a model missing on the controller stops here, before any node
+    return Plan(loaded, inv, hosts, runs, limit, plan_installs(loaded, runs, inv), models)
 
 
 def _argv(value: Any) -> list[str] | None:
@@ -111,13 +134,19 @@ def host_phase_spec(campaign: str, plan: Plan, phase_index: int, run_id: int, ho
         chosen = provision[-1].stack
         pinned = plan.loaded.stacks.get(chosen, stack) if chosen else stack
         stack_data = pinned.model_dump(mode="json")
+        stack_data["install"] = plan.installs[(pinned.name, host.name)]
     steps = []
+    used: dict[str, str] = {}  # node path -> sha256 of the controller models this phase uses
     for step in phase.steps:
         if step.kind == "provision":
             continue
         data = step.model_dump(mode="json")
         if "hef" in data and isinstance(data["hef"], dict):
             data["hef"] = data["hef"].get(chip)
+        if data.get("hef") in plan.models:  # a controller model: the node's checksummed copy
+            model = plan.models[data["hef"]]
+            data["hef"] = model.node_path
+            used[model.node_path] = model.sha256
         steps.append(data)
     commands = {key: _argv(host.vars.get(var)) for key, var in COMMAND_VARS.items()}
     return {
@@ -125,6 +154,7 @@ def host_phase_spec(campaign: str, plan: Plan, phase_index: int, run_id: int, ho
         "reboot_timeout": scenario.reboot_timeout,
         "purge": purge,
         "stack": stack_data,
+        "models": used,
         "timeout": int(phase_seconds(phase, host.time_scale)),
         "poll": poll_seconds(phase, host.time_scale),
         "agent": {
@@ -189,7 +219,8 @@ class CampaignRunner:
         loaded = self.plan.loaded
         with Session(self.engine) as session, session.begin():
             settings = {"scenario_path": str(loaded.path), "limit": self.plan.limit,
-                        "stacks": {n: st.model_dump(mode="json") for n, st in loaded.stacks.items()}}
+                        "stacks": {n: st.model_dump(mode="json") for n, st in loaded.stacks.items()},
+                        "models": {n: m.as_setting() for n, m in self.plan.models.items()}}
             campaign = Campaign(name=self.name, scenario_name=loaded.scenario.name, scenario_text=loaded.text,
                                 inventory=str(self.plan.inventory.source), command_line=self.command_line,
                                 settings=settings)
@@ -216,7 +247,9 @@ class CampaignRunner:
         used = self.used_nodes()
         prepared = run_playbook("prepare.yml", self.plan.inventory.source,
                                 extravars={"lab_campaign": self.name, "lab_agent_bundle": str(build_bundle()),
-                                           "lab_controller_user": getpass.getuser()},
+                                           "lab_controller_user": getpass.getuser(),
+                                           "lab_models": {n: {"src": str(m.path), "dest": m.node_path, "sha256": m.sha256}
+                                                          for n, m in self.plan.models.items()}},
                                 limit=",".join(used), forks=len(used))
         self.broken = {n: explain("; ".join(prepared.hosts[n].messages) if n in prepared.hosts else "not reached")
                        for n in used if n not in prepared.hosts or n in prepared.failed_hosts}
@@ -471,7 +504,9 @@ def plan_from_campaign(campaign: Campaign) -> Plan:
     from lab.scenario import parse_scenario
 
     settings = campaign.settings or {}
-    stacks = {n: Stack.model_validate(d) for n, d in (settings.get("stacks") or {}).items()}
+    # A campaign stored before stacks stopped naming sources still resumes: its `source` is ignored.
+    stacks = {n: Stack.model_validate({k: v for k, v in d.items() if k != "source"})
+              for n, d in (settings.get("stacks") or {}).items()}
     scenario = parse_scenario(campaign.scenario_text, settings.get("scenario_path") or campaign.scenario_name)
     path = Path(settings.get("scenario_path") or ".")
     loaded = LoadedScenario(path, campaign.scenario_text, scenario, stacks, path.parent)
@@ -483,7 +518,9 @@ def plan_from_campaign(campaign: Campaign) -> Plan:
     if missing:
         raise ConfigError(f"the inventory no longer has node {missing[0]}", campaign.inventory,
                           "restore the inventory the campaign ran with")
-    return Plan(loaded, inv, hosts, runs, settings.get("limit"))
+    models = {n: ModelFile(n, Path(m["path"]), m["sha256"], m["md5"], m["size"])
+              for n, m in (settings.get("models") or {}).items()}
+    return Plan(loaded, inv, hosts, runs, settings.get("limit"), plan_installs(loaded, runs, inv), models)
 
 
 def resume_campaign(engine: Engine, ref: str, on_record=None, on_phase=None) -> tuple[str, int, int]:

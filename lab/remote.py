@@ -105,6 +105,11 @@ echo "serial=$(hailortcli fw-control identify 2>/dev/null | sed -n 's/^Serial Nu
 echo "device=$(test -e /dev/hailo0 && echo present || echo absent)"
 echo "throttled=$(vcgencmd get_throttled 2>/dev/null | cut -d= -f2)"
 echo "lock=$(cat /var/lib/lab-agent/lock/campaign 2>/dev/null)"
+echo "kernel=$(uname -r)"
+echo "packages=$(dpkg-query -W -f '${db:Status-Abbrev} ${Package}=${Version}\n' '*hailo*' dkms 2>/dev/null | awk '$1 == "ii" {printf "%s ", $2}')"
+echo "wheel=$(python3 -c 'import importlib.metadata as m; print(m.version("hailort"))' 2>/dev/null)"
+echo "dkms=$(dkms status 2>/dev/null | grep -i hailo | tr '\n' ';')"
+echo "held=$(apt-mark showhold 2>/dev/null | tr '\n' ' ')"
 """.strip()
 
 

@@ -1,4 +1,4 @@
-"""Software-stack pins: chip, HailoRT / driver / firmware versions and where the packages come from."""
+"""Software-stack pins: chip and HailoRT / driver / firmware versions (where packages come from is the inventory's)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from lab.yamlload import Document, custom_error, load_yaml, parse_yaml, show, va
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 VERSION_RE = re.compile(r"[0-9][A-Za-z0-9.+~-]{0,63}")
 PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]{1,63}")
-DEB_RE = re.compile(r"/?[A-Za-z0-9_][A-Za-z0-9_.+~-]*(/[A-Za-z0-9_][A-Za-z0-9_.+~-]*)*\.deb")
 APT_LINE_RE = re.compile(r"deb (\[[A-Za-z0-9=_./:, -]+\] )?[a-z+]+:[A-Za-z0-9_./:~%-]+( [A-Za-z0-9_./~-]+)+")
 
 Chip = Literal["hailo10h", "hailo8", "hailo8l"]
@@ -42,62 +41,6 @@ def check_version(value: str, what: str = "version") -> str:
     return value
 
 
-class AptSource(StrictModel):
-    """Packages installed with apt, each pinned to one version."""
-
-    repository: str | None = Field(
-        None, description="optional apt source line, e.g. 'deb [signed-by=...] URL trixie main'")
-    packages: dict[str, str] = Field(description="package name -> exact version, e.g. h10-hailort: 5.1.1")
-
-    @field_validator("repository")
-    @classmethod
-    def _repository(cls, value: str | None) -> str | None:
-        if value is not None and not APT_LINE_RE.fullmatch(value):
-            raise custom_error(f"source.apt.repository {show(value)} is not an apt source line",
-                               "write 'deb [options] URL SUITE COMPONENT...' with no quotes or shell characters")
-        return value
-
-    @field_validator("packages")
-    @classmethod
-    def _packages(cls, value: dict[str, str]) -> dict[str, str]:
-        if not value:
-            raise custom_error("source.apt.packages is empty", "pin at least one package, e.g. h10-hailort: 5.1.1")
-        for name, version in value.items():
-            if not PACKAGE_RE.fullmatch(name):
-                raise custom_error(f"package name {show(name)} is not a Debian package name",
-                                   "use lower-case letters, digits, '+', '-' and '.'", at=(name,))
-            if not VERSION_RE.fullmatch(version):
-                raise custom_error(f"version {show(version)} of {name} is not a version",
-                                   "write it like 5.3.0 or 4.23.0-1", at=(name,))
-        return value
-
-
-class Source(StrictModel):
-    """Where a stack's packages come from: exactly one of an apt repository or .deb files."""
-
-    apt: AptSource | None = Field(None, description="install pinned packages with apt")
-    debs: list[str] | None = Field(None, description=".deb files on the controller, relative to the stack file")
-
-    @field_validator("debs")
-    @classmethod
-    def _debs(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None:
-            if not value:
-                raise custom_error("source.debs is empty", "list at least one .deb file")
-            for i, deb in enumerate(value):
-                if not DEB_RE.fullmatch(deb):
-                    raise custom_error(f"source.debs {show(deb)} is not a plain .deb path",
-                                       "use letters, digits, '.', '_', '-', '+', '~' and '/', ending in .deb", at=(i,))
-        return value
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Source:
-        if (self.apt is None) == (self.debs is None):
-            raise custom_error("source must have exactly one of 'apt' or 'debs'",
-                               "apt: pinned packages from a repository; debs: .deb files on the controller")
-        return self
-
-
 class Stack(StrictModel):
     """One pinned software stack that a node can be provisioned with."""
 
@@ -107,8 +50,16 @@ class Stack(StrictModel):
     hailort: str = Field(description="HailoRT library and CLI version, e.g. 5.3.0")
     driver: str = Field(description="PCIe driver version, e.g. 5.3.0")
     firmware: str = Field(description="device firmware version reported by 'fw-control identify', e.g. 5.3.0")
-    source: Source = Field(description="'apt: {packages: ...}' or 'debs: [...]'")
     hold: bool = Field(True, description="true to apt-mark hold the packages after installing them")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_source(cls, data: object) -> object:
+        if isinstance(data, dict) and "source" in data:
+            raise custom_error("a stack names versions only, not where packages come from",
+                               "remove 'source:'; set lab_hailo_sources per inventory group (archive, "
+                               "{apt: LINE} or {files: FOLDER})", at=("source",))
+        return data
 
     @field_validator("name")
     @classmethod
@@ -119,17 +70,6 @@ class Stack(StrictModel):
     @classmethod
     def _version(cls, value: str, info) -> str:  # noqa: ANN001 - pydantic's ValidationInfo
         return check_version(value, info.field_name)
-
-    def packages(self) -> dict[str, str]:
-        """Package name -> pinned version (for .deb sources, read from the `name_version_arch.deb` file names)."""
-        if self.source.apt is not None:
-            return dict(self.source.apt.packages)
-        out = {}
-        for deb in self.source.debs or ():
-            parts = Path(deb).name[: -len(".deb")].split("_")
-            if len(parts) >= 2:
-                out[parts[0]] = parts[1]
-        return out
 
 
 def parse_stack(text: str, source: str = "<stack>") -> Stack:

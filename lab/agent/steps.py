@@ -18,6 +18,17 @@ DEFAULT_HEF_DIRS = ("/usr/share/hailo-models",)
 TOOL_TIMEOUT_MARGIN = 120.0
 
 
+def installed_wheels() -> Dict[str, str]:
+    """`hailort` wheels importable by this Python: dist-info directory -> version (pip's or lab's)."""
+    import sys
+
+    found: Dict[str, str] = {}
+    for entry in sys.path:
+        for info in sorted(glob.glob(os.path.join(entry or ".", "hailort-*.dist-info"))):
+            found[info] = os.path.basename(info)[len("hailort-"):-len(".dist-info")]
+    return found
+
+
 class DeviceFailure(Exception):
     """The device stopped answering: the phase's remaining device steps are skipped."""
 
@@ -306,6 +317,36 @@ class Agent:
         proc = self.tool(list(cmd), 10)
         return proc.stdout.strip().split("=")[-1] if proc.returncode == 0 else None
 
+    def system(self) -> Dict[str, Any]:
+        """What the node runs, as installed (not as pinned): kernel, DKMS, Hailo packages, the wheel, holds,
+        firmware and bootloader versions. Recorded at every phase start, so a change mid-campaign shows."""
+        def lines(argv: List[str], timeout: float = 30, ok: tuple = (0,)) -> Optional[List[str]]:
+            if shutil.which(argv[0]) is None:
+                return None
+            proc = self.tool(argv, timeout)
+            return [line.rstrip() for line in proc.stdout.splitlines() if line.strip()] if proc.returncode in ok else None
+
+        packages: Dict[str, str] = {}
+        fmt = "${Package} ${Version} ${db:Status-Status}\n"
+        # dpkg-query exits 1 when a pattern matches nothing (no dkms yet), and still lists the others
+        for line in lines(["dpkg-query", "-W", "-f", fmt, "*hailo*", "dkms"], ok=(0, 1)) or []:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "installed":
+                packages[parts[0]] = parts[1]
+        holds = [h for h in lines(["apt-mark", "showhold"]) or []]
+        info: Dict[str, Any] = {
+            "kernel": os.uname().release,
+            "packages": packages,
+            "wheels": installed_wheels(),
+            "dkms": lines(["dkms", "status"]),
+            "holds": holds,
+        }
+        for key in ("firmware_version", "bootloader_version"):
+            cmd = self.commands.get(key)
+            out = lines(list(cmd)) if cmd else None
+            info[key] = " ".join(out)[:300] if out else None
+        return info
+
     # ---- the phase -------------------------------------------------------------------
     def run_phase(self) -> str:
         """Run every step; after a device failure skip the remaining device steps but still collect.
@@ -324,6 +365,7 @@ class Agent:
                 status, error = "device_error", str(failed[-1]["error"])
         else:
             self.record("phase_start", steps=len(self.spec.get("steps") or []))
+            self.record("system", **self.system())
         started = {r.get("step_index") for r in self.prior}
         for index, step in enumerate(self.spec.get("steps") or []):
             kind = step.get("kind")

@@ -82,11 +82,15 @@ def provision(
     from lab.ansible import run_playbook
     from lab.inventory import load
 
+    from lab.sources import installs_for
+
     pinned = load_stack_ref(stack)
     inv = load(inventory)
     hosts = inv.select(limit)
+    installs = installs_for(pinned, hosts, str(inv.source))  # a stack no source provides stops here
     result = run_playbook("provision.yml", inv.source, limit=",".join(h.name for h in hosts), forks=len(hosts),
-                          extravars={"lab_stack": pinned.model_dump(mode="json"), "lab_clean": clean})
+                          extravars={"lab_stack": pinned.model_dump(mode="json"), "lab_installs": installs,
+                                     "lab_clean": clean})
     failed = result.failed_hosts
     for h in hosts:
         r = result.hosts.get(h.name)

@@ -77,3 +77,26 @@ def fault(
         lab fleet fault node2 hang-reboot
     """
     typer.echo(Fleet().fault(node, action))
+
+
+@fleet_app.command("hailo-files")
+def hailo_files(
+    folder: Path = typer.Argument(Path("hailo-files"), help="Where to write the files (created if missing)."),
+    models: Path = typer.Option(Path("models"), "--models", help="Where to write the models no package ships."),
+) -> None:
+    """Write the emulated HailoRT versions that are not in the virtual archive as Hailo ships them.
+
+    The runtime and PCIe driver .deb files and the Python wheel of each version (5.2.0, 5.3.0, 5.3.1,
+    4.20.0), as a person downloads them from Hailo's developer zone; list the folder in the inventory's
+    lab_hailo_sources ({files: FOLDER}) so stacks of those versions install from it. The field
+    report's model (yolo26s_hailo10h.hef), which no package ships, goes to the models folder.
+
+    Example:
+        lab fleet hailo-files hailo-files --models models
+    """
+    from lab.virtual.emulator.packaging import build_hailo_files, build_models
+
+    files = build_hailo_files(folder)
+    typer.echo(f"{len(files)} file(s) in {folder}: " + ", ".join(sorted(p.name for p in files)))
+    hefs = build_models(models)
+    typer.echo(f"{len(hefs)} model(s) in {models}: " + ", ".join(sorted(p.name for p in hefs)))

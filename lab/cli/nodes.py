@@ -21,6 +21,9 @@ def nodes(
 ) -> None:
     """Identity and health of each node: reachable, boot, HailoRT, firmware, device, lock.
 
+    With --json also what is installed: kernel, Hailo packages and dkms as dpkg has them (with their
+    Debian revisions), a hailort wheel, dkms status and the held packages.
+
     Example:
         lab nodes --inventory virtual --json
     """

@@ -101,7 +101,8 @@ def campaign_dict(model: CampaignModel) -> dict[str, Any]:
     c = model.campaign
     return {"id": c.id, "name": c.name, "scenario": c.scenario, "status": c.status, "started_at": c.started_at,
             "finished_at": c.finished_at, "inventory": c.inventory, "command_line": c.command_line,
-            "exit_status": c.exit_status, "reproduce": c.reproduce, "scenario_text": c.scenario_text}
+            "exit_status": c.exit_status, "reproduce": c.reproduce, "scenario_text": c.scenario_text,
+            "models": c.models}
 
 
 def report_document(model: CampaignModel) -> dict[str, Any]:
@@ -133,6 +134,7 @@ def run_dict(model: CampaignModel, run: RunInfo, finding: RunFinding) -> dict[st
             "recovery": _dict(finding.recovery), "attribution": _dict(finding.attribution),
             "marks": [{"before_benchmark": pos + 1, "action": label} for pos, label in run.series.marks],
             "reported": run.identity,
+            "installed": run.system,
             "flagged": [{"benchmark": pos + 1, "reason": why} for pos, why in sorted(run.series.flagged.items())]
             + [{"benchmark": None, "reason": why} for why in run.series.flagged_other],
             "phases": [{"index": p.index, "name": p.name, "status": p.status, "boot_id": p.boot_id,

@@ -92,7 +92,7 @@ def load_series(engine: Engine, model: CampaignModel, on_run: Callable[[RunInfo,
                        and (fps is None or temp is None or step not in MEASURE_STEPS) else None)
             add(step, phase_index.get(phase_id, -1), fps, temp, boot, nominal, error, decoded, step_index, throttling)
         run = by_id[run_id]
-        run.series, run.identity = builder.series, builder.identity
+        run.series, run.identity, run.system = builder.series, builder.identity, builder.system
         count += len(rows)
         if on_run is not None:
             on_run(run, rows)
@@ -178,7 +178,8 @@ def artifact_bytes(engine: Engine, ids: list[int]) -> Iterator[tuple[int, bytes 
 def _campaign_info(c: Campaign) -> CampaignInfo:
     """The campaign row as CampaignInfo, with its reproduction command."""
     return CampaignInfo(c.id, c.name, c.scenario_name, c.scenario_text, c.inventory, c.status, c.started_at,
-                        c.finished_at, c.command_line, c.exit_status, reproduce_command(c))
+                        c.finished_at, c.command_line, c.exit_status, reproduce_command(c),
+                        dict((c.settings or {}).get("models") or {}))
 
 
 def reproduce_command(c: Campaign) -> str:

@@ -28,6 +28,7 @@ class CampaignInfo:
     command_line: str | None
     exit_status: int | None
     reproduce: str
+    models: dict[str, Any] = field(default_factory=dict)  # name -> sha256, md5, size (campaign.settings)
 
 
 @dataclass
@@ -161,6 +162,7 @@ class RunInfo:
     phases: list[PhaseInfo] = field(default_factory=list)
     series: Series = field(default_factory=Series)
     identity: dict[str, Any] = field(default_factory=dict)
+    system: dict[str, Any] = field(default_factory=dict)  # installed versions, kernel, DKMS (last phase start)
 
 
 @dataclass

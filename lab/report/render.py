@@ -41,6 +41,15 @@ def render_text(model: CampaignModel) -> str:
     if v["flagged"]:
         out += ["", "flagged (outside physical bounds, kept verbatim, not analysed)"]
         out += [f"  {line}" for line in v["flagged"]]
+    if v["installed"]:
+        out += ["", "installed (per run, at its last phase start)"]
+        for i in v["installed"]:
+            out += [f"  #{i['index']} {i['node']} ({i['stack']}): kernel {i['kernel']}; {i['packages']}; "
+                    f"wheel {i['wheels']}; dkms {i['dkms']}; held {i['holds']}; firmware {i['firmware']}; "
+                    f"bootloader {i['bootloader']}"]
+    if v["models"]:
+        out += ["", "models (from the controller, checked on every node)"]
+        out += [f"  {m['name']}: sha256 {m['sha256']}, md5 {m['md5']}, {m['size']} bytes" for m in v["models"]]
     out += ["", f"thermal:  {v['thermal']['verdict']} ({v['thermal']['reason']})",
             f"trigger:  {v['trigger']['verdict']} ({v['trigger']['reason']})",
             f"recovery: {v['recovery_sentence']}"]

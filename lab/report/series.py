@@ -10,6 +10,7 @@ ACTIONS = ("cooldown", "driver_reload", "pcie_rescan", "chip_reset")
 REBOOT = "reboot"
 MEASURE_STEPS = ("benchmark", "configure_cycles")  # rows whose `extra` matters only without an fps
 NAN = float("nan")
+SYSTEM_KEYS = ("kernel", "packages", "wheels", "dkms", "holds", "firmware_version", "bootloader_version")
 IDENTITY_KEYS = ("firmware_version", "architecture", "serial_number", "board_name", "product_name", "part_number")
 
 
@@ -29,6 +30,7 @@ class SeriesBuilder:
         """An empty series, before the run's first record."""
         self.series = s = Series()
         self.identity: dict[str, Any] = {}
+        self.system: dict[str, Any] = {}
         self._boot: str | None = None
         self._boot_no = 0
         self._configures = 0
@@ -55,6 +57,9 @@ class SeriesBuilder:
             self._phase, self._nominal = phase, nominal_s
         if extra is not None and extra.get("skipped"):
             return  # a step the agent skipped after a device failure: nothing happened
+        if step == "system":  # what the node runs as installed, at a phase start: the last one is kept
+            self.system = {k: v for k, v in (extra or {}).items() if k in SYSTEM_KEYS}
+            return
         flags = extra.get("flagged") if extra is not None else None  # impossible values, kept out of the columns
         if step == "benchmark":  # the hot path: one call per benchmark, a million in a big campaign
             self._configures += 1

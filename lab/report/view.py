@@ -127,6 +127,9 @@ def build_view(model: CampaignModel) -> dict[str, Any]:
         "total": {"kn": kn(f.total), "interval": interval(f.total), "notes": notes(f.total)},
         "stacks": stacks, "stack_names": [model.stacks[s].name for s in model.stacks], "matrix": matrix,
         "runs": runs, "units": [unit_row(u) for u in model.units.values()], "flagged": flagged_lines(model),
+        "installed": installed_rows(model),
+        "models": [{"name": n, "sha256": m.get("sha256", ""), "md5": m.get("md5", ""), "size": str(m.get("size", ""))}
+                   for n, m in sorted(c.models.items())],
         "thermal": {"verdict": THERMAL_WORDS.get(f.thermal.verdict, f.thermal.verdict), "reason": f.thermal.reason},
         "trigger": {"verdict": TRIGGER_WORDS.get(f.trigger.verdict, f.trigger.verdict), "reason": f.trigger.reason},
         "recovery": [{"action": a.action, "tested": a.tested, "recovered": a.recovered, "partial": a.partial,
@@ -192,6 +195,26 @@ def run_row(model: CampaignModel, run: RunInfo) -> dict[str, Any]:
            "method": s.method if s else ""}
     row["differs"] = bool(run.recorded_verdict and run.recorded_verdict != finding.verdict)
     return row
+
+
+def installed_rows(model: CampaignModel) -> list[dict[str, str]]:
+    """What each run's node ran as installed (dpkg, the wheel, kernel, DKMS, firmware), not as pinned."""
+    rows = []
+    for run in model.runs:
+        sysinfo = run.system
+        if not sysinfo:
+            continue
+        packages = ", ".join(f"{n} {v}" for n, v in sorted((sysinfo.get("packages") or {}).items()))
+        wheels = ", ".join(f"hailort {v} ({p})" for p, v in sorted((sysinfo.get("wheels") or {}).items()))
+        dkms = sysinfo.get("dkms")
+        rows.append({"index": str(run.index), "node": run.node, "stack": model.stacks[run.stack_id].name,
+                     "kernel": str(sysinfo.get("kernel") or ""), "packages": packages or "none",
+                     "wheels": wheels or "none",
+                     "dkms": "; ".join(dkms) if dkms else ("no dkms" if dkms is None else "nothing built"),
+                     "holds": ", ".join(sysinfo.get("holds") or []) or "none",
+                     "firmware": str(sysinfo.get("firmware_version") or "not recorded"),
+                     "bootloader": str(sysinfo.get("bootloader_version") or "not recorded")})
+    return rows
 
 
 def flagged_lines(model: CampaignModel) -> list[str]:

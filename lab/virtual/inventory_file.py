@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from lab.virtual.node import REPO_MOUNT, write_atomic
+from lab.virtual.node import LOGIN_USER, write_atomic
 
 if TYPE_CHECKING:
     from lab.virtual.fleet import Fleet
@@ -32,17 +32,18 @@ def render(fleet_root: Path, key_file: Path, known_hosts: Path, meta: dict, addr
            units: dict[str, dict] | None = None) -> dict:
     """The inventory as data: group `virtual`, one host per node, connection and lab variables."""
     group_vars = {
-        "ansible_user": "root",
+        # As on a Pi: the login user `pi` with sudo (lab.virtual.node.add_login_user), never root.
+        "ansible_user": LOGIN_USER,
+        "ansible_become": True,
         "ansible_ssh_private_key_file": str(key_file),
         # Host keys are verified against the fleet's own known_hosts file.
         "ansible_ssh_common_args": f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes",
         "ansible_python_interpreter": "/usr/bin/python3",
         "lab_time_scale": meta["time_scale"],
-        "lab_virtual": True,
-        "lab_fleet_dir": str(fleet_root),
     }
-    if meta.get("repo"):
-        group_vars["lab_apt_repository"] = f"deb [trusted=yes] file:{REPO_MOUNT} ./"
+    # As on a rack: a folder of Hailo's files first (beside inventory/; `lab fleet hailo-files` writes it), then the
+    # archive the nodes list (the fleet's emulated Raspberry Pi archive, see lab.virtual.node).
+    group_vars["lab_hailo_sources"] = [{"files": "../hailo-files"}, "archive"]
     hosts = {name: host_vars(addr, (units or {}).get(name, {}), meta["time_scale"]) for name, addr in addresses.items()}
     return {"virtual": {"hosts": hosts, "vars": group_vars}}
 

@@ -13,6 +13,7 @@ from lab.errors import FleetError
 
 HW_MOUNT = "/lab/hw"  # where the unit's hardware description appears inside the node
 REPO_MOUNT = "/srv/lab-apt"  # where the lab's apt repository appears inside the node
+ARCHIVE_LINE = f"deb [trusted=yes] file:{REPO_MOUNT} ./"  # the emulated Raspberry Pi archive, listed by every node
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,54 @@ def prepare(nd: NodeDir, address: str, authorized_key: str, unit: dict, fleet_in
     ssh_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(ssh_dir, 0o700)
     write_atomic(ssh_dir / "authorized_keys", authorized_key.strip() + "\n", 0o600)
+    if config.get("rootfs"):
+        add_login_user(nd, Path(config["rootfs"]), authorized_key)
+    if config.get("repo"):
+        # The node lists the emulated archive as Raspberry Pi OS lists archive.raspberrypi.com.
+        (etc / "apt/sources.list.d").mkdir(parents=True, exist_ok=True)
+        write_atomic(etc / "apt/sources.list.d/raspi.list", ARCHIVE_LINE + "\n")
     write_hw(nd, unit, fleet_info)
     write_atomic(nd.config, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+LOGIN_USER = "pi"
+LOGIN_UID = 1000
+
+
+def add_login_user(nd: NodeDir, rootfs: Path, authorized_key: str) -> None:
+    """The node's login user, as on a Pi: `pi` (uid 1000, key login only) with passwordless sudo.
+
+    Inventories log in as this user with become, as on a rack; root's key stays for the fleet's own
+    tooling (readiness checks, fault injection). The account files are the base image's plus one line,
+    written to the node's upper layer.
+    """
+    etc = nd.upper / "etc"
+    lines = {
+        "passwd": f"{LOGIN_USER}:x:{LOGIN_UID}:{LOGIN_UID}:,,,:/home/{LOGIN_USER}:/bin/bash",
+        "group": f"{LOGIN_USER}:x:{LOGIN_UID}:",
+        "shadow": f"{LOGIN_USER}:*:20000:0:99999:7:::",
+    }
+    for name, line in lines.items():
+        base = etc / name if (etc / name).exists() else rootfs / "etc" / name
+        text = base.read_text()
+        if not any(row.split(":", 1)[0] == LOGIN_USER for row in text.splitlines()):
+            text = text.rstrip("\n") + "\n" + line + "\n"
+        if name == "group":  # the sudo group, as on Raspberry Pi OS
+            text = "".join(
+                (row + ("," if row.split(":")[3] else "") + LOGIN_USER if row.startswith("sudo:")
+                 and LOGIN_USER not in row.split(":")[3].split(",") else row) + "\n" for row in text.splitlines())
+        stat = base.stat()
+        write_atomic(etc / name, text, stat.st_mode & 0o777)
+        os.chown(etc / name, stat.st_uid, stat.st_gid)
+    (etc / "sudoers.d").mkdir(parents=True, exist_ok=True)
+    write_atomic(etc / "sudoers.d/010_pi-nopasswd", f"{LOGIN_USER} ALL=(ALL) NOPASSWD: ALL\n", 0o440)
+    home = nd.upper / "home" / LOGIN_USER
+    (home / ".ssh").mkdir(parents=True, exist_ok=True)
+    write_atomic(home / ".ssh/authorized_keys", authorized_key.strip() + "\n", 0o600)
+    for path in (home, home / ".ssh", home / ".ssh/authorized_keys"):
+        os.chown(path, LOGIN_UID, LOGIN_UID)
+    os.chmod(home, 0o755)
+    os.chmod(home / ".ssh", 0o700)
 
 
 def write_hw(nd: NodeDir, unit: dict, fleet_info: dict) -> None:

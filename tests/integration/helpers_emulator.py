@@ -22,7 +22,9 @@ SEED = [
     (91.14, 73.82), (88.55, 73.68), (85.65, 73.58), (83.99, 73.53), (81.60, 73.43),
 ]
 HEF = "yolo26s_hailo10h.hef"
-MODELS_DIR = "/usr/share/hailo-models"
+# The field report's model is in no package: the tests put it on each node here (as a campaign would
+# from the controller, under /var/lib/lab-agent/models/<sha256>/).
+MODELS_DIR = "/var/lib/lab-test-models"
 RUN_SECONDS = 15
 
 # Waits for the end of the node's boot (the coldplug unit loads the driver), as "wait for boot" in the seed.
@@ -44,6 +46,27 @@ class Loop:
 def node_vars(inventory: Path, node: str) -> dict:
     """A host's variables as `lab fleet up` wrote them into the inventory."""
     return yaml.safe_load(inventory.read_text())["virtual"]["hosts"][node]
+
+
+def put_model(fleet: Fleet, address: str) -> None:
+    """Copy the field report's (emulated) model to MODELS_DIR on a node."""
+    import subprocess
+
+    from lab.virtual.emulator.packages import model_bytes
+    from tests.conftest import ssh_argv
+
+    subprocess.run(ssh_argv(fleet, address, f"mkdir -p {MODELS_DIR} && cat > {MODELS_DIR}/{HEF}", timeout=30),
+                   input=model_bytes(HEF), check=True, timeout=60)
+
+
+def put_file(fleet: Fleet, address: str, local: Path, remote: str) -> None:
+    """Copy one file from the controller to a node (as root, over the fleet's SSH)."""
+    import subprocess
+
+    from tests.conftest import ssh_argv
+
+    subprocess.run(ssh_argv(fleet, address, f"cat > {shlex.quote(remote)}", timeout=30), input=local.read_bytes(),
+                   check=True, timeout=60)
 
 
 def sh(fleet: Fleet, address: str, script: str, timeout: int = 60):

@@ -16,12 +16,13 @@ import pytest
 
 from lab.agent.parsers import parse_dmesg, parse_runtime_log
 from lab.ansible import run_playbook
+from lab.inventory import load as load_inventory
+from lab.sources import installs_for
 from lab.stack import load_stack
+from lab.virtual.emulator.packaging import build_hailo_files
 from lab.virtual.fleet import Fleet
 from tests.conftest import PROJECT, fleet_leftovers, require_fleet
 from tests.integration.helpers_emulator import (
-    HEF,
-    MODELS_DIR,
     RUN_SECONDS,
     SEED,
     bench_loop,
@@ -33,6 +34,8 @@ from tests.integration.helpers_emulator import (
     kernel_log,
     node_vars,
     ok,
+    put_file,
+    put_model,
     quote,
     sh,
 )
@@ -51,6 +54,8 @@ nodes:
 NOMINAL_FPS = 125.0
 PLAYBOOK_TIMEOUT = 300
 PURGE_PLAYBOOK = Path(__file__).resolve().parent / "purge_hailo.yml"
+# h10-5.3.0 comes as Hailo's files (the emulated archive carries 5.1.1 only): these packages, held
+PINS = {"hailort": "5.3.0", "hailort-pcie-driver": "5.3.0"}
 
 
 @dataclass
@@ -60,6 +65,7 @@ class EmuFleet:
     fleet: Fleet
     inventory: Path
     stack: dict
+    files: Path
     done: set = field(default_factory=set)
     soak: dict = field(default_factory=dict)
 
@@ -74,7 +80,11 @@ class EmuFleet:
 
     def provision(self, limit: str | None = None):
         """`lab provision h10-5.3.0` through the real role (playbooks/provision.yml)."""
-        return run_playbook("provision.yml", self.inventory, extravars={"lab_stack": self.stack, "lab_clean": False},
+        inv = load_inventory(str(self.inventory))
+        installs = installs_for(load_stack(PROJECT / "stacks" / "h10-5.3.0.yaml"), list(inv.hosts.values()),
+                                str(self.inventory))
+        return run_playbook("provision.yml", self.inventory,
+                            extravars={"lab_stack": self.stack, "lab_installs": installs, "lab_clean": False},
                             limit=limit, timeout=PLAYBOOK_TIMEOUT)
 
     def loops(self, runs: int) -> dict:
@@ -101,13 +111,14 @@ def emu(tmp_path_factory):
     profile = base / "profile.yaml"
     profile.write_text(PROFILE)
     fleet = Fleet(root=base / "fleet", net=NET)
-    inventory = base / "inv.yml"
+    inventory = base / "inventory" / "inv.yml"
+    build_hailo_files(base / "hailo-files")  # beside the inventory (lab_hailo_sources: ../hailo-files)
     stack = load_stack(PROJECT / "stacks" / "h10-5.3.0.yaml").model_dump(mode="json")
     prefix = None
     try:
         fleet.up(nodes=2, profile=profile, time_scale=TIME_SCALE, inventory=inventory)
         prefix = f"lab-{fleet.meta()['id']}-"
-        yield EmuFleet(fleet, inventory, stack)
+        yield EmuFleet(fleet, inventory, stack, base / "hailo-files")
     finally:
         fleet.down()
         if prefix:
@@ -117,7 +128,7 @@ def emu(tmp_path_factory):
 
 def _installed(emu: EmuFleet, node: str) -> dict[str, str]:
     """Installed Hailo packages of a node: name -> version (dpkg's view)."""
-    names = quote(emu.stack["source"]["apt"]["packages"])
+    names = quote(PINS)
     fmt = "'${Package} ${Version} ${db:Status-Status}\\n'"
     out = sh(emu.fleet, emu.addr(node), f"dpkg-query -W -f={fmt} {names}")
     return {p: v for p, v, status in (line.split() for line in out.stdout.splitlines()) if status == "installed"}
@@ -128,8 +139,8 @@ def _holds(emu: EmuFleet, node: str) -> list[str]:
 
 
 def test_install_stack_with_apt_pinned_held_idempotent(emu):
-    """The real hailo_stack role installs the 5.3.0 pins from the fleet's apt repository, holds them, idempotently."""
-    pins = emu.stack["source"]["apt"]["packages"]
+    """The real hailo_stack role installs 5.3.0 from Hailo-style files (debs and the wheel), holds them, idempotently."""
+    pins = PINS
     first = emu.provision()
     assert first.status == "successful" and first.failed_hosts == [], first.hosts
     assert sorted(first.hosts) == [SUSCEPTIBLE, IMMUNE]
@@ -140,6 +151,7 @@ def test_install_stack_with_apt_pinned_held_idempotent(emu):
         assert ok(emu.fleet, emu.addr(node), "hailortcli --version").strip() == "HailoRT-CLI version 5.3.0"
         identify = ok(emu.fleet, emu.addr(node), "hailortcli fw-control identify")
         assert "Firmware Version: 5.3.0 (release,app)" in identify
+        put_model(emu.fleet, emu.addr(node))
     second = emu.provision()
     assert second.status == "successful" and second.failed_hosts == [], second.hosts
     assert {name: h.changed for name, h in second.hosts.items()} == {SUSCEPTIBLE: 0, IMMUNE: 0}
@@ -284,9 +296,10 @@ def test_version_mismatch_then_restore(emu):
     emu.needs("install")
     node, addr, fleet = IMMUNE, emu.addr(IMMUNE), emu.fleet
     hv = node_vars(emu.inventory, node)
-    ok(fleet, addr, "apt-mark unhold hailort hailort-pcie-driver python3-hailort")
+    ok(fleet, addr, "apt-mark unhold hailort hailort-pcie-driver")
+    put_file(fleet, addr, emu.files / "hailort-pcie-driver_5.2.0_all.deb", "/tmp/hailort-pcie-driver_5.2.0_all.deb")
     ok(fleet, addr, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades --no-install-recommends "
-                    "hailort=5.3.0 hailort-pcie-driver=5.2.0", timeout=120)
+                    "/tmp/hailort-pcie-driver_5.2.0_all.deb", timeout=120)
     assert _installed(emu, node)["hailort-pcie-driver"] == "5.2.0"
     assert ok(fleet, addr, hv["lab_driver_version_cmd"]).strip() == "5.2.0"
     # A package change does not replace the loaded module: the mismatch shows from the next driver load.
@@ -303,8 +316,8 @@ def test_version_mismatch_then_restore(emu):
 
     restored = emu.provision(limit=node)
     assert restored.status == "successful" and restored.failed_hosts == [], restored.hosts
-    assert _installed(emu, node) == emu.stack["source"]["apt"]["packages"]
-    assert _holds(emu, node) == sorted(emu.stack["source"]["apt"]["packages"])
+    assert _installed(emu, node) == PINS
+    assert _holds(emu, node) == sorted(PINS)
     assert ok(fleet, addr, hv["lab_loaded_driver_version_cmd"]).strip() == "5.3.0"
     rc, text, result = bench_once(fleet, addr)
     assert rc == 0 and abs(result.fps - NOMINAL_FPS) <= 1.0, text
@@ -313,9 +326,9 @@ def test_version_mismatch_then_restore(emu):
 def test_purge_removes_every_hailo_file(emu):
     """roles/hailo_purge: every file the packages installed is gone and the holds are released."""
     emu.needs("install")
-    names = quote(emu.stack["source"]["apt"]["packages"])
+    names = quote(PINS)
     before = {n: ok(emu.fleet, emu.addr(n), f"dpkg -L {names}").splitlines() for n in (SUSCEPTIBLE, IMMUNE)}
-    assert all(f"{MODELS_DIR}/{HEF}" in paths for paths in before.values())
+    assert all("/lib/firmware/hailo/hailo10h/scu_fw.bin" in paths for paths in before.values())
     result = run_playbook(PURGE_PLAYBOOK, emu.inventory, timeout=PLAYBOOK_TIMEOUT)
     assert result.status == "successful" and result.failed_hosts == [], result.hosts
     assert all(h.changed > 0 for h in result.hosts.values())

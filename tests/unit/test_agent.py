@@ -60,9 +60,9 @@ def test_benchmark_records_every_run_with_artifacts(node):
     out = run_agent(node, [{"kind": "benchmark", "hef": "resnet.hef", "runs": 5, "time_to_run": 15}])
     assert out["status"] == "ok"
     recs = records(node)
-    assert [r["kind"] for r in recs] == ["phase_start"] + ["sample"] * 5 + ["phase_end"]
-    assert [r["seq"] for r in recs] == list(range(1, 8))
-    samples = recs[1:6]
+    assert [r["kind"] for r in recs] == ["phase_start", "system"] + ["sample"] * 5 + ["phase_end"]
+    assert [r["seq"] for r in recs] == list(range(1, 9))
+    samples = recs[2:7]
     assert [(r["run"], r["fps"], r["temp_mean"]) for r in samples] == [(k, 307.48, 33.74) for k in range(1, 6)]
     assert all(r["run_key"] == "7" and r["boot_id"] for r in samples)
     art = samples[0]["artifact"]
@@ -73,13 +73,13 @@ def test_benchmark_records_every_run_with_artifacts(node):
 
 def test_interrupted_phase_resumes_without_measuring_twice(node):
     run_agent(node, [{"kind": "benchmark", "hef": "resnet.hef", "runs": 5, "time_to_run": 15}])
-    kept = (node / "records.jsonl").read_text().splitlines()[:3]  # phase_start + runs 1-2: the controller died
+    kept = (node / "records.jsonl").read_text().splitlines()[:4]  # start, system, runs 1-2: the controller died
     (node / "records.jsonl").write_text("\n".join(kept) + '\n{"seq": 4, "kind": "sam')  # and a torn last line
     (node.parent / "calls").write_text("0")
     run_agent(node, [{"kind": "benchmark", "hef": "resnet.hef", "runs": 5, "time_to_run": 15}])
     recs = records(node)
     assert [r.get("run") for r in recs if r["kind"] == "sample"] == [1, 2, 3, 4, 5]
-    assert [r["kind"] for r in recs].count("phase_start") == 1 and recs[3]["kind"] == "phase_resume"
+    assert [r["kind"] for r in recs].count("phase_start") == 1 and recs[4]["kind"] == "phase_resume"
     assert [r["seq"] for r in recs] == list(range(1, len(recs) + 1))
     assert (node.parent / "calls").read_text().strip() == "3"  # only runs 3, 4 and 5 were measured again
     run_agent(node, [{"kind": "benchmark", "hef": "resnet.hef", "runs": 5, "time_to_run": 15}])
@@ -91,11 +91,36 @@ def test_device_failure_skips_device_steps_but_collects(node):
     out = run_agent(node, [{"kind": "benchmark", "hef": "resnet.hef", "runs": 3, "time_to_run": 15},
                            {"kind": "chip_reset"}, {"kind": "collect", "items": ["cma"]}])
     assert out["status"] == "device_error"
-    recs = records(node)
+    recs = records(node)[1:]  # after the system record
     assert recs[1]["error"] == "HAILO_OUT_OF_PHYSICAL_DEVICES(74)" and recs[1]["run"] == 1
     assert recs[2]["step"] == "chip_reset" and recs[2]["skipped"] is True
     assert recs[3]["kind"] == "artifact" and recs[3]["item"] == "cma"
     assert recs[-1]["kind"] == "phase_end" and recs[-1]["status"] == "device_error"
+
+
+def test_each_phase_start_records_what_is_installed(node, monkeypatch):
+    """Versions as installed (not as pinned), the kernel, DKMS, holds, firmware: a change mid-campaign shows."""
+    site = node.parent / "site" / "hailort-5.3.0.dist-info"
+    site.mkdir(parents=True)
+    bindir = node.parent / "bin"
+    (bindir / "fwver").write_text("#!/bin/sh\necho '2025/05/08 15:13:17'\necho 'version 69471177 (release)'\n")
+    (bindir / "fwver").chmod(0o755)
+    monkeypatch.setenv("PYTHONPATH", str(site.parent))
+    spec_commands = {"firmware_version": [str(bindir / "fwver")]}
+    spec = {"campaign": "c1", "run_key": "7", "phase": "soak", "phase_index": 1, "time_scale": 0.001,
+            "chip": "hailo10h", "steps": [{"kind": "benchmark", "hef": "resnet.hef", "runs": 1, "time_to_run": 15}],
+            "hef_dirs": [str(node)], "commands": spec_commands}
+    path = node / "phase-1.json"
+    path.write_text(json.dumps(spec))
+    proc = subprocess.run([sys.executable, str(build_bundle(node.parent / "cache")), "run", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    system = records(node)[1]
+    assert system["kind"] == "system" and system["kernel"] == os.uname().release
+    assert system["wheels"] == {str(site): "5.3.0"}
+    assert system["firmware_version"] == "2025/05/08 15:13:17 version 69471177 (release)"
+    assert system.get("bootloader_version") is None  # no command for it: recorded as unknown, never guessed
+    assert isinstance(system["packages"], dict)
 
 
 def test_record_log_is_append_only_and_durable(tmp_path):

@@ -38,6 +38,10 @@ def inv(tmp_path, monkeypatch):
     monkeypatch.chdir(PROJECT)
     path = tmp_path / "inventory.yml"
     path.write_text(INVENTORY)
+    # the scenarios' controller model, kept in tmp (the project root has no models/ folder)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "yolo26s_hailo10h.hef").write_bytes(b"hef")
+    monkeypatch.setattr("lab.models.model_dirs", lambda scenario_path: [tmp_path / "models"])
     return path
 
 
@@ -85,7 +89,7 @@ def test_lab_run_refuses_a_stack_given_as_scenario(inv, tmp_path, capsys):
     db_file = tmp_path / "x.db"
     assert main(["run", "stacks/h10-5.3.0.yaml", "--inventory", str(inv), "--db", f"sqlite:///{db_file}"]) == 2
     line = one_line_error(capsys.readouterr().err)
-    assert line == ("lab: error: this is a stack file, not a scenario, stacks/h10-5.3.0.yaml:2, "
+    assert line == ("lab: error: this is a stack file, not a scenario, stacks/h10-5.3.0.yaml:4, "
                     "give a scenario file, e.g. scenarios/cma_soak.yaml")
     assert not db_file.exists()
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -38,7 +40,36 @@ def test_inventory_render_has_connection_and_lab_vars(tmp_path):
     assert group["vars"]["ansible_ssh_common_args"] == (
         f"-o UserKnownHostsFile={tmp_path}/ssh/known_hosts -o StrictHostKeyChecking=yes")
     assert group["vars"]["lab_time_scale"] == 0.02
-    assert group["vars"]["lab_apt_repository"] == "deb [trusted=yes] file:/srv/lab-apt ./"
+    assert group["vars"]["lab_hailo_sources"] == [{"files": "../hailo-files"}, "archive"]
+    assert "lab_apt_repository" not in group["vars"]  # the node lists the emulated archive itself
+
+
+def _pi_vars(host: str) -> dict:
+    """A host's variables in inventory/pis.example.yml, merged as Ansible does (all < pis < group < host)."""
+    import yaml
+
+    doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "inventory/pis.example.yml").read_text())
+    pis = doc["all"]["children"]["pis"]
+    for group in pis["children"].values():
+        if host in group["hosts"]:
+            return {**pis.get("vars", {}), **group.get("vars", {}), **group["hosts"][host]}
+    raise KeyError(host)
+
+
+def test_virtual_and_real_inventories_differ_only_where_documented(tmp_path):
+    from lab.virtual.emulator.nodevars import KERNEL_INTERFACE_VARS
+
+    meta = {"time_scale": 0.02, "repo": "/var/cache/lab/apt/repo"}
+    data = inventory_file.render(tmp_path, tmp_path / "key", tmp_path / "known_hosts", meta,
+                                 {"node1": "127.77.0.1", "node2": "127.77.0.2"}, {"node2": {"chip": "hailo8"}})
+    allowed = {"ansible_host", "ansible_ssh_private_key_file", "ansible_ssh_common_args", "lab_time_scale",
+               *KERNEL_INTERFACE_VARS}
+    for node, pi in (("node1", "pi-01"), ("node2", "pi-03")):
+        virtual = {**data["virtual"]["vars"], **data["virtual"]["hosts"][node]}
+        real = _pi_vars(pi)
+        same = {k: v for k, v in virtual.items() if k not in allowed}
+        assert same == {k: v for k, v in real.items() if k not in allowed}, node
+    assert data["virtual"]["vars"]["ansible_user"] == "pi" and data["virtual"]["vars"]["ansible_become"] is True
 
 
 def test_node_prepare_gives_identity(tmp_path):
@@ -56,6 +87,37 @@ def test_node_prepare_gives_identity(tmp_path):
     machine_id = (etc / "machine-id").read_text()
     prepare(nd, "127.77.0.7", "ssh-ed25519 AAAA lab", {}, {"time_scale": 1.0}, {"name": "node7"})
     assert (etc / "machine-id").read_text() == machine_id  # identity is kept across `fleet up`
+    assert not (etc / "apt/sources.list.d/raspi.list").exists()  # no repository, no source
+
+
+def test_node_has_a_pi_login_user_with_sudo(tmp_path):
+    if shutil.which("ssh-keygen") is None or os.geteuid() != 0:
+        pytest.skip("needs ssh-keygen and root (files owned by the login user)")
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    (rootfs / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (rootfs / "etc/group").write_text("root:x:0:\nsudo:x:27:\n")
+    (rootfs / "etc/shadow").write_text("root:*:20000:0:99999:7:::\n")
+    nd = NodeDir(tmp_path / "node1", "node1")
+    prepare(nd, "127.77.0.1", "ssh-ed25519 AAAA lab", {}, {"time_scale": 1.0}, {"name": "node1", "rootfs": str(rootfs)})
+    etc = nd.upper / "etc"
+    assert (etc / "passwd").read_text().splitlines()[-1] == "pi:x:1000:1000:,,,:/home/pi:/bin/bash"
+    assert (etc / "group").read_text() == "root:x:0:\nsudo:x:27:pi\npi:x:1000:\n"
+    assert (etc / "shadow").read_text().splitlines()[-1].startswith("pi:*:")  # key login only
+    assert (etc / "sudoers.d/010_pi-nopasswd").read_text() == "pi ALL=(ALL) NOPASSWD: ALL\n"
+    keys = nd.upper / "home/pi/.ssh/authorized_keys"
+    assert keys.read_text() == "ssh-ed25519 AAAA lab\n" and keys.stat().st_uid == 1000
+    assert (nd.upper / "root/.ssh/authorized_keys").exists()  # the fleet's own tooling still logs in as root
+    prepare(nd, "127.77.0.1", "ssh-ed25519 AAAA lab", {}, {"time_scale": 1.0}, {"name": "node1", "rootfs": str(rootfs)})
+    assert (etc / "passwd").read_text().count("pi:x:1000") == 1
+
+
+def test_node_lists_the_emulated_archive_as_a_pi_lists_its_own(tmp_path):
+    if shutil.which("ssh-keygen") is None:
+        pytest.skip("needs ssh-keygen")
+    nd = NodeDir(tmp_path / "node1", "node1")
+    prepare(nd, "127.77.0.1", "ssh-ed25519 AAAA lab", {}, {"time_scale": 1.0}, {"name": "node1", "repo": "/r"})
+    assert (nd.upper / "etc/apt/sources.list.d/raspi.list").read_text() == "deb [trusted=yes] file:/srv/lab-apt ./\n"
 
 
 def test_profile_defaults_merge(tmp_path):

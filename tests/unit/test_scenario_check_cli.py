@@ -54,15 +54,15 @@ def test_one_bad_file(capsys):
 
 def test_good_and_bad_files(capsys):
     status, out, err = run_lab(capsys, "check", "scenarios/cma_soak.yaml", "tests/fixtures/bad/scenarios/unknown_step.yaml",
-                           "stacks/h8-4.23.0.yaml", "tests/fixtures/bad/stacks/both-sources.yaml")
+                           "stacks/h8-4.23.0.yaml", "tests/fixtures/bad/stacks/has-source.yaml")
     assert status == 2
     assert out == ("OK scenarios/cma_soak.yaml (scenario: cma_soak)\n"
                    "OK stacks/h8-4.23.0.yaml (stack: h8-4.23.0)\n")
     assert err == ("lab: error: unknown step 'benchmrk', tests/fixtures/bad/scenarios/unknown_step.yaml:9, "
                    "did you mean 'benchmark'?\n"
-                   "lab: error: source must have exactly one of 'apt' or 'debs', "
-                   "tests/fixtures/bad/stacks/both-sources.yaml:6, "
-                   "apt: pinned packages from a repository; debs: .deb files on the controller\n")
+                   "lab: error: a stack names versions only, not where packages come from, "
+                   "tests/fixtures/bad/stacks/has-source.yaml:7, remove 'source:'; set lab_hailo_sources per "
+                   "inventory group (archive, {apt: LINE} or {files: FOLDER})\n")
 
 
 def test_every_bad_fixture_one_line_each(capsys):

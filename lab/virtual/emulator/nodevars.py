@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from lab.virtual.emulator.hailo_emu import tables
 
+# The only variables in which a virtual node's inventory differs from a Pi's, besides its address, SSH
+# key and known_hosts and the time scale: how to reach kernel-side things the emulator stands in for.
+KERNEL_INTERFACE_VARS = (
+    "lab_kernel_log_cmd", "lab_pcie_remove_cmd", "lab_pcie_rescan_cmd", "lab_driver_version_cmd",
+    "lab_loaded_driver_version_cmd", "lab_throttled_cmd", "lab_firmware_version_cmd", "lab_bootloader_version_cmd",
+)
+
 # Where a real Pi 5's PCIe slot puts the Hailo device (the AI HAT+ / AI HAT+ 2).
 PI5_PCI_ADDRESS = "0001:01:00.0"
 
@@ -33,5 +40,8 @@ def real_pi_vars(chip: str = "hailo10h", pci_address: str = PI5_PCI_ADDRESS) -> 
         "lab_driver_module": module,
         "lab_driver_version_cmd": "modinfo -F version %s" % module,
         "lab_loaded_driver_version_cmd": "cat /sys/module/%s/version" % module,
+        "lab_throttled_cmd": "vcgencmd get_throttled",
+        "lab_firmware_version_cmd": "vcgencmd version",
+        "lab_bootloader_version_cmd": "vcgencmd bootloader_version",
         "lab_time_scale": 1.0,
     }

@@ -14,11 +14,18 @@ MODELS_VERSION = "1.0.0"
 
 @dataclass(frozen=True)
 class Release:
-    """One HailoRT release the lab can install: its version, chip line and package naming."""
+    """One HailoRT release the lab can install: its version, chip line and where it comes from.
+
+    `archive`: in the emulated Raspberry Pi archive (the repository every virtual node lists), with
+    the archive's names and Debian revisions; one version line per chip, as in the real archive.
+    Otherwise the release exists only as Hailo-style files (`hailort_<v>_..deb`,
+    `hailort-pcie-driver_<v>_all.deb`, a `hailort-<v>-...whl` wheel) that a person hands to the
+    controller (`lab fleet hailo-files DIR` builds them, as one would download them from Hailo).
+    """
 
     version: str
     chip: str  # hailo10h or hailo8 (the 4.x line drives Hailo-8 and Hailo-8L)
-    naming: str  # "rpi": Raspberry Pi archive h10-* names; "hailo": Hailo's own names
+    archive: bool
 
     @property
     def module(self) -> str:
@@ -27,25 +34,31 @@ class Release:
 
     def names(self) -> dict:
         """Package names: runtime, driver, python and metapackage (None when the release has none)."""
-        if self.naming == "rpi":
-            return {
-                "runtime": "h10-hailort",
-                "driver": "h10-hailort-pcie-driver",
-                "python": "python3-h10-hailort",
-                "meta": "hailo-h10-all",
-            }
-        meta = "hailo-all" if self.chip == "hailo8" else None
-        return {"runtime": "hailort", "driver": "hailort-pcie-driver", "python": "python3-hailort", "meta": meta}
+        if self.archive and self.chip == "hailo10h":
+            return {"runtime": "h10-hailort", "driver": "h10-hailort-pcie-driver",
+                    "python": "python3-h10-hailort", "meta": "hailo-h10-all"}
+        if self.archive:
+            return {"runtime": "hailort", "driver": "hailort-pcie-driver", "python": "python3-hailort",
+                    "meta": "hailo-all"}
+        return {"runtime": "hailort", "driver": "hailort-pcie-driver", "python": None, "meta": None}
+
+    def deb_version(self, role: str) -> str:
+        """The Debian version of one of its packages: the archive adds revisions to some (a model of
+        what the real archive does: `python3-hailort 4.23.0-1` beside `hailort 4.23.0`)."""
+        if self.archive and role in ("python", "meta"):
+            return self.version + "-1"
+        return self.version
 
 
 RELEASES = (
-    Release("5.1.1", "hailo10h", "rpi"),
-    Release("5.2.0", "hailo10h", "hailo"),
-    Release("5.3.0", "hailo10h", "hailo"),
-    Release("5.3.1", "hailo10h", "hailo"),
-    Release("4.20.0", "hailo8", "hailo"),
-    Release("4.23.0", "hailo8", "hailo"),
+    Release("5.1.1", "hailo10h", archive=True),
+    Release("5.2.0", "hailo10h", archive=False),
+    Release("5.3.0", "hailo10h", archive=False),
+    Release("5.3.1", "hailo10h", archive=False),
+    Release("4.20.0", "hailo8", archive=False),
+    Release("4.23.0", "hailo8", archive=True),
 )
+MODELS_DEB_VERSION = MODELS_VERSION + "-2"
 
 # The two families replace each other and cannot be installed together (as on a real Pi).
 RIVALS = {
@@ -145,7 +158,8 @@ def runtime_package(rel: Release) -> PackageSpec:
     name = rel.names()["runtime"]
     lib = "/usr/lib/hailort/emulator"
     spec = PackageSpec(
-        name, rel.version, "HailoRT runtime library and hailortcli %s" % rel.version, ["python3 (>= 3.9)"]
+        name, rel.deb_version("runtime"), "HailoRT runtime library and hailortcli %s" % rel.version,
+        ["python3 (>= 3.9)"]
     )
     spec.files.update(_tree(lib + "/hailo_emu"))
     spec.files["/usr/bin/hailortcli"] = (
@@ -168,11 +182,29 @@ def driver_package(rel: Release) -> PackageSpec:
     lib = "/usr/lib/hailort-pcie-driver/emulator"
     spec = PackageSpec(
         name,
-        rel.version,
+        rel.deb_version("driver"),
         "Hailo PCIe driver %s (%s) and firmware" % (rel.version, module),
-        ["python3 (>= 3.9)", "kmod"],
+        ["python3 (>= 3.9)", "kmod", "dkms"],
     )
     spec.files.update(_tree(lib + "/hailo_emu"))
+    # A DKMS source package, as the real driver's: the module is registered with DKMS at install and
+    # removed at removal, so it would be rebuilt for a new kernel (hailort-drivers linux/pcie/dkms.conf.in).
+    src = "/usr/src/%s-%s" % (module, rel.version)
+    spec.files[src + "/dkms.conf"] = (
+        (
+            'PACKAGE_NAME="%s"\nPACKAGE_VERSION="%s"\nBUILT_MODULE_NAME[0]="%s"\n'
+            'DEST_MODULE_LOCATION[0]="/updates/dkms"\nAUTOINSTALL="yes"\n'
+            "# Emulated for the lab's virtual nodes: nothing is compiled (a model, not Hailo software).\n"
+            % (module, rel.version, module)
+        ).encode(),
+        0o644,
+    )
+    spec.files[src + "/README.emulator"] = _readme("Hailo PCIe driver %s sources (DKMS)" % rel.version)
+    spec.scripts["postinst"] = (
+        '#!/bin/sh\nset -e\nif [ "$1" = configure ]; then\n'
+        "  dkms status | grep -q '^%s/%s' || dkms add -m %s -v %s\n"
+        "  dkms install -m %s -v %s\nfi\nexit 0\n" % (module, rel.version, module, rel.version, module, rel.version)
+    )
     spec.files[lib + "/hailo-emu-driver"] = (
         _wrapper(
             "modprobe hook of the emulated %s %s driver." % (module, rel.version),
@@ -235,7 +267,21 @@ def driver_package(rel: Release) -> PackageSpec:
     spec.files["/usr/share/doc/%s/README.emulator" % name] = _readme(
         "Hailo PCIe driver %s (%s)" % (rel.version, module)
     )
-    spec.scripts["prerm"] = _clean_pycache(lib)
+    spec.scripts["prerm"] = _clean_pycache(lib).replace(
+        "fi\nexit 0\n",
+        "  dkms remove -m %s -v %s --all >/dev/null 2>&1 || true\nfi\nexit 0\n" % (module, rel.version))
+    return spec
+
+
+DKMS_VERSION = "3.2.0-1"
+
+
+def dkms_package() -> PackageSpec:
+    """dkms, emulated: DKMS's file layout and `dkms status`, no compiler (Debian's, on a real Pi)."""
+    spec = PackageSpec("dkms", DKMS_VERSION, "Dynamic Kernel Module System", ["python3 (>= 3.9)", "kmod"])
+    spec.files["/usr/sbin/dkms"] = (
+        b"#!/usr/bin/python3 -IB\n" + (EMU_SOURCE / "dkms.py").read_bytes(), 0o755)
+    spec.files["/usr/share/doc/dkms/README.emulator"] = _readme("DKMS (the file layout and status only)")
     return spec
 
 
@@ -245,50 +291,86 @@ def python_package(rel: Release) -> PackageSpec:
     pkg = "/usr/lib/python3/dist-packages/hailo_platform"
     spec = PackageSpec(
         names["python"],
-        rel.version,
+        rel.deb_version("python"),
         "HailoRT Python API (hailo_platform) %s" % rel.version,
-        ["python3 (>= 3.9)", "%s (= %s)" % (names["runtime"], rel.version)],
+        ["python3 (>= 3.9)", "%s (= %s)" % (names["runtime"], rel.deb_version("runtime"))],
     )
     spec.files.update(_tree(pkg + "/_emu"))
-    spec.files[pkg + "/__init__.py"] = (
-        (
-            '"""hailo_platform %s, emulated for the lab\'s virtual nodes (a model, not Hailo software)."""\n\n'
-            "from ._emu import platform_api as _api\n\n_api.set_library_version(%r)\n\n"
-            "from ._emu.platform_api import *  # noqa: E402,F401,F403\n\n__version__ = %r\n"
-            % (rel.version, rel.version, rel.version)
-        ).encode(),
-        0o644,
-    )
+    spec.files[pkg + "/__init__.py"] = (platform_init(rel.version), 0o644)
     spec.files["/usr/share/doc/%s/README.emulator" % names["python"]] = _readme("hailo_platform %s" % rel.version)
     spec.scripts["prerm"] = _clean_pycache(pkg)
     return spec
 
 
+def platform_init(version: str) -> bytes:
+    """hailo_platform/__init__.py of the emulated binding (the .deb's and the wheel's)."""
+    return (
+        '"""hailo_platform %s, emulated for the lab\'s virtual nodes (a model, not Hailo software)."""\n\n'
+        "from ._emu import platform_api as _api\n\n_api.set_library_version(%r)\n\n"
+        "from ._emu.platform_api import *  # noqa: E402,F401,F403\n\n__version__ = %r\n"
+        % (version, version, version)
+    ).encode()
+
+
+def wheel_files(rel: Release) -> tuple[str, dict]:
+    """The Python binding as Hailo ships it, a wheel: its file name and its members (name -> bytes).
+
+    Hailo's are `hailort-<v>-cp3XX-cp3XX-linux_aarch64.whl` (a compiled module); the emulated binding
+    is pure Python, so its wheel is `hailort-<v>-py3-none-any.whl` and installs on any virtual node.
+    """
+    info = "hailort-%s.dist-info" % rel.version
+    members = {"hailo_platform/_emu/%s" % name: data for name, data in emulator_sources().items()}
+    members["hailo_platform/__init__.py"] = platform_init(rel.version)
+    members[info + "/METADATA"] = (
+        "Metadata-Version: 2.1\nName: hailort\nVersion: %s\n"
+        "Summary: HailoRT Python API (hailo_platform), emulated for the lab's virtual nodes "
+        "(a model, not Hailo software)\n" % rel.version
+    ).encode()
+    members[info + "/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: lab\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    return "hailort-%s-py3-none-any.whl" % rel.version, members
+
+
 def meta_package(rel: Release) -> PackageSpec:
     """The metapackage that pulls one whole stack (hailo-h10-all or hailo-all)."""
     names = rel.names()
-    deps = ["%s (= %s)" % (names[k], rel.version) for k in ("runtime", "driver", "python")]
+    deps = ["%s (= %s)" % (names[k], rel.deb_version(k)) for k in ("runtime", "driver", "python")]
     spec = PackageSpec(
-        names["meta"], rel.version, "Hailo support %s (metapackage)" % rel.version, deps + ["hailo-models"]
+        names["meta"], rel.deb_version("meta"), "Hailo support %s (metapackage)" % rel.version,
+        deps + ["hailo-models"]
     )
     spec.files["/usr/share/doc/%s/README.emulator" % names["meta"]] = _readme("Hailo %s metapackage" % rel.version)
     return spec
 
 
+# The field report's own model: in no package, it reaches nodes from the controller (`lab fleet hailo-files`
+# writes it into a models folder, as a person keeps the HEF they compiled or downloaded).
+CONTROLLER_MODELS = ("yolo26s_hailo10h.hef",)
+
+
+def model_bytes(filename: str) -> bytes:
+    """The emulated HEF file of one model."""
+    return hef.dumps(tables.MODELS[filename]).encode()
+
+
 def models_package() -> PackageSpec:
-    """hailo-models: the emulated HEF files where the real model package puts them."""
-    spec = PackageSpec("hailo-models", MODELS_VERSION, "Hailo model files (HEF) for the examples")
-    for filename, model in sorted(tables.MODELS.items()):
-        spec.files["%s/%s" % (tables.MODELS_DIR, filename)] = (hef.dumps(model).encode(), 0o644)
+    """hailo-models: the emulated HEF files where the real model package puts them (not the field report's)."""
+    spec = PackageSpec("hailo-models", MODELS_DEB_VERSION, "Hailo model files (HEF) for the examples")
+    for filename in sorted(tables.MODELS):
+        if filename not in CONTROLLER_MODELS:
+            spec.files["%s/%s" % (tables.MODELS_DIR, filename)] = (model_bytes(filename), 0o644)
     spec.files["/usr/share/doc/hailo-models/README.emulator"] = _readme("Emulated HEF files")
     return spec
 
 
 def all_packages() -> list:
-    """Every package of the lab's apt repository."""
-    specs = [models_package()]
+    """Every package of the emulated Raspberry Pi archive: one release line per chip, and the models."""
+    specs = [models_package(), dkms_package()]
     for rel in RELEASES:
-        specs += [runtime_package(rel), driver_package(rel), python_package(rel)]
-        if rel.names()["meta"]:
-            specs.append(meta_package(rel))
+        if rel.archive:
+            specs += [runtime_package(rel), driver_package(rel), python_package(rel), meta_package(rel)]
     return specs
+
+
+def hailo_file_releases() -> list:
+    """The releases that exist only as Hailo-style files."""
+    return [rel for rel in RELEASES if not rel.archive]

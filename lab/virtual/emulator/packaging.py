@@ -150,3 +150,68 @@ def build_repository(dest: Path) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
     # Older repositories are kept: a running fleet may still bind-mount one (remove the cache by hand).
     return final
+
+
+def build_wheel(rel: packages.Release, out_dir: Path) -> Path:
+    """The emulated Python binding as a wheel (reproducible: fixed member dates, sorted members)."""
+    import base64
+    import zipfile
+
+    name, members = packages.wheel_files(rel)
+    info = "hailort-%s.dist-info" % rel.version
+    record = []
+    for member, data in sorted(members.items()):
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append("%s,sha256=%s,%d" % (member, digest, len(data)))
+    record.append(info + "/RECORD,,")
+    members[info + "/RECORD"] = ("\n".join(record) + "\n").encode()
+    path = out_dir / name
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as whl:
+        for member, data in sorted(members.items()):
+            entry = zipfile.ZipInfo(member, date_time=(2026, 1, 1, 0, 0, 0))
+            entry.external_attr = 0o644 << 16
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            whl.writestr(entry, data)
+    return path
+
+
+def build_hailo_files(dest: Path) -> list[Path]:
+    """Write the releases that are not in the emulated archive as Hailo ships them, into `dest`.
+
+    What a person downloads from Hailo's developer zone for one version: the runtime .deb, the PCIe
+    driver .deb and the Python wheel (see docs/emulator.md for how the emulated names differ). Each
+    file is written beside its final name and renamed, so the folder never holds half a file; files
+    already there with the same content are left alone.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    with tempfile.TemporaryDirectory(prefix=".hailo-files-", dir=dest) as tmp:
+        built = []
+        for rel in packages.hailo_file_releases():
+            built += [build_deb(packages.runtime_package(rel), Path(tmp)),
+                      build_deb(packages.driver_package(rel), Path(tmp)), build_wheel(rel, Path(tmp))]
+        for path in built:
+            final = dest / path.name
+            if not (final.is_file() and final.read_bytes() == path.read_bytes()):
+                path.chmod(0o644)
+                os.replace(path, final)
+            out.append(final)
+    return out
+
+
+def build_models(dest: Path) -> list[Path]:
+    """Write the emulated models that no package ships (the field report's HEF) into `dest`."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in packages.CONTROLLER_MODELS:
+        final = dest / name
+        data = packages.model_bytes(name)
+        if not (final.is_file() and final.read_bytes() == data):
+            tmp = dest / (".%s.tmp" % name)
+            tmp.write_bytes(data)
+            tmp.chmod(0o644)
+            os.replace(tmp, final)
+        out.append(final)
+    return out

@@ -1,0 +1,102 @@
+"""The lab_hold role's script: a campaign holds kernel, firmware and DKMS and masks the apt timers, and gives
+back exactly what it changed, also when the campaign crashed and `lab resume` releases it later."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "lab/data/roles/lab_hold/files/lab_hold.py"
+
+# A Pi's packages (dpkg-query) and units (systemctl is-enabled), as stand-in commands that log their calls.
+FAKES = {
+    "dpkg-query": """#!/bin/sh
+cat <<'EOF'
+linux-image-6.12.47+rpt-rpi-2712 installed
+linux-image-rpi-2712 installed
+linux-headers-rpi-2712 installed
+raspi-firmware installed
+rpi-eeprom installed
+dkms installed
+h10-hailort installed
+bash installed
+linux-image-6.6.51+rpt-rpi-2712 config-files
+EOF
+""",
+    "apt-mark": """#!/bin/sh
+echo "apt-mark $*" >> "$LAB_FAKE_LOG"
+[ "$1" = showhold ] && cat "$LAB_FAKE_HOLDS"
+exit 0
+""",
+    "systemctl": """#!/bin/sh
+echo "systemctl $*" >> "$LAB_FAKE_LOG"
+if [ "$1" = is-enabled ]; then
+  case "$2" in apt-daily.timer) echo enabled;; apt-daily-upgrade.timer) echo masked;;
+  unattended-upgrades.service) echo enabled;; esac
+fi
+exit 0
+""",
+}
+
+
+@pytest.fixture
+def node(tmp_path, monkeypatch):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name, text in FAKES.items():
+        (bindir / name).write_text(text)
+        (bindir / name).chmod(0o755)
+    (tmp_path / "holds").write_text("rpi-eeprom\n")  # a person's own hold, left alone
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    monkeypatch.setenv("LAB_FAKE_LOG", str(tmp_path / "log"))
+    monkeypatch.setenv("LAB_FAKE_HOLDS", str(tmp_path / "holds"))
+    return tmp_path
+
+
+def lab_hold(*args: str) -> dict:
+    proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def calls(node: Path, verb: str) -> list[str]:
+    return [line for line in (node / "log").read_text().splitlines() if line.split()[1] in (verb,)]
+
+
+def test_hold_changes_only_what_was_not_held_or_masked(node):
+    state = node / "hold.json"
+    got = lab_hold("hold", "c1", str(state))
+    assert got == {"changed": True, "masked": ["apt-daily.timer", "unattended-upgrades.service"],
+                   "held": ["dkms", "linux-headers-rpi-2712", "linux-image-6.12.47+rpt-rpi-2712",
+                            "linux-image-rpi-2712", "raspi-firmware"]}
+    assert calls(node, "hold") == ["apt-mark hold dkms linux-headers-rpi-2712 linux-image-6.12.47+rpt-rpi-2712 "
+                                   "linux-image-rpi-2712 raspi-firmware"]
+    assert calls(node, "mask") == ["systemctl mask --now apt-daily.timer",
+                                   "systemctl mask --now unattended-upgrades.service"]
+    assert json.loads(state.read_text())["campaign"] == "c1"
+
+
+def test_a_second_hold_keeps_what_the_first_noted(node):
+    state = node / "hold.json"
+    first = lab_hold("hold", "c1", str(state))
+    (node / "holds").write_text("rpi-eeprom\ndkms\nraspi-firmware\n")  # now held: by the first attempt
+    again = lab_hold("hold", "c1", str(state))  # `lab resume` prepares again
+    assert again["changed"] is False and again["held"] == first["held"]  # what to give back is unchanged
+
+
+def test_release_gives_back_exactly_what_was_changed(node):
+    state = node / "hold.json"
+    lab_hold("hold", "c1", str(state))
+    (node / "log").write_text("")
+    got = lab_hold("release", str(state))
+    assert got["changed"] is True and not state.exists()
+    assert calls(node, "unhold") == ["apt-mark unhold dkms linux-headers-rpi-2712 linux-image-6.12.47+rpt-rpi-2712 "
+                                     "linux-image-rpi-2712 raspi-firmware"]  # never rpi-eeprom, the person's
+    assert calls(node, "unmask") == ["systemctl unmask apt-daily.timer", "systemctl unmask unattended-upgrades.service"]
+    assert calls(node, "start") == ["systemctl start apt-daily.timer"]
+    assert lab_hold("release", str(state)) == {"changed": False, "held": [], "masked": []}
