@@ -79,8 +79,10 @@ class Agent:
             return subprocess.CompletedProcess(argv, 124, out + "\n%s: timed out after %ss\n" % (argv[0], timeout))
 
     def save(self, name: str, text: str) -> Dict[str, Any]:
+        """Keep a file under a name unique per run and phase: a node that runs two stacks keeps both."""
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-        return write_artifact(self.artifacts, "%s-%s" % (self.phase, safe), text.encode())
+        run = "".join(c if c.isalnum() else "_" for c in str(self.spec.get("run_key") or "0"))
+        return write_artifact(self.artifacts, "run%s-%s-%s" % (run, self.phase, safe), text.encode())
 
     def sleep(self, nominal_seconds: float) -> None:
         """Wait a nominal duration, compressed by the fleet's time scale."""

@@ -41,8 +41,8 @@ def node(tmp_path, monkeypatch):
     return work
 
 
-def run_agent(work: Path, steps: list[dict], phase_index: int = 1) -> dict:
-    spec = {"campaign": "c1", "run_key": "7", "phase": "soak", "phase_index": phase_index, "time_scale": 0.001,
+def run_agent(work: Path, steps: list[dict], phase_index: int = 1, run_key: str = "7") -> dict:
+    spec = {"campaign": "c1", "run_key": run_key, "phase": "soak", "phase_index": phase_index, "time_scale": 0.001,
             "chip": "hailo10h", "steps": steps, "hef_dirs": [str(work)]}
     path = work / f"phase-{phase_index}.json"
     path.write_text(json.dumps(spec))
@@ -69,6 +69,15 @@ def test_benchmark_records_every_run_with_artifacts(node):
     data = (node / "artifacts" / art["artifact"]).read_bytes()
     assert data.decode() == BENCH and hashlib.sha256(data).hexdigest() == art["sha256"]
     assert oct((node / "artifacts" / art["artifact"]).stat().st_mode & 0o777) == "0o600"
+
+
+def test_two_runs_on_one_node_keep_their_own_artifacts(node):
+    """A node that runs two stacks runs phases of the same name twice; the second must not overwrite the first."""
+    run_agent(node, [{"kind": "benchmark", "hef": "resnet.hef", "runs": 1, "time_to_run": 15}], run_key="7")
+    run_agent(node, [{"kind": "benchmark", "hef": "resnet.hef", "runs": 1, "time_to_run": 15}], run_key="8")
+    names = {r["run_key"]: r["artifact"]["artifact"] for r in records(node) if r["kind"] == "sample"}
+    assert set(names) == {"7", "8"} and names["7"] != names["8"]
+    assert all((node / "artifacts" / name).exists() for name in names.values())
 
 
 def test_interrupted_phase_resumes_without_measuring_twice(node):
