@@ -98,7 +98,8 @@ class Unit(Base):
     soc_id: Mapped[str | None] = mapped_column(String(128))
     chip: Mapped[str | None] = mapped_column(String(16))
     board: Mapped[str | None] = mapped_column(String(64))
-    node: Mapped[str] = mapped_column(String(255))
+    node: Mapped[str] = mapped_column(String(255))  # the node it was last seen in (a HAT moves between Pis)
+    identity: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # identify --extended, as reported
 
 
 class Stack(Base):
@@ -134,6 +135,8 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    host_serial: Mapped[str | None] = mapped_column(String(64))  # the Pi this run's HAT sat in
+    host_model: Mapped[str | None] = mapped_column(String(128))
 
     campaign: Mapped[Campaign] = relationship(back_populates="runs")
     unit: Mapped[Unit | None] = relationship()
@@ -161,6 +164,8 @@ class Phase(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    preflight: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # what the pre-flight found
+    ready_s: Mapped[float | None] = mapped_column(Float)  # seconds from boot until the node was ready to measure
 
     run: Mapped[Run] = relationship(back_populates="phases")
 
@@ -193,6 +198,18 @@ class Sample(Base):
     nominal_s: Mapped[float | None] = mapped_column(Float)  # seconds into the phase at time scale 1
     throttled: Mapped[str | None] = mapped_column(String(32))  # the Pi's firmware flags (get_throttled)
     chip_throttling: Mapped[bool | None] = mapped_column(Boolean)  # the Hailo chip said it throttled (5.2+ on 10H)
+    # telemetry per run, as the field report read it
+    pcie_speed: Mapped[float | None] = mapped_column(Float)  # GT/s, current_link_speed
+    pcie_width: Mapped[int | None] = mapped_column(Integer)  # lanes, current_link_width
+    pcie_max_speed: Mapped[float | None] = mapped_column(Float)
+    pcie_max_width: Mapped[int | None] = mapped_column(Integer)
+    power_state: Mapped[str | None] = mapped_column(String(16))  # D0, D3hot, ...
+    aspm: Mapped[str | None] = mapped_column(String(64))
+    cma_free_kb: Mapped[int | None] = mapped_column(BigInteger)  # /proc/meminfo CmaFree
+    cma_total_kb: Mapped[int | None] = mapped_column(BigInteger)
+    soc_temp: Mapped[float | None] = mapped_column(Float)  # the Pi's SoC, degrees C
+    arm_clock_mhz: Mapped[float | None] = mapped_column(Float)
+    cma_errors: Mapped[int | None] = mapped_column(Integer)  # CMA alloc failures in this run's runtime log
     error: Mapped[str | None] = mapped_column(Text)
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
