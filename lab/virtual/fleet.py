@@ -20,6 +20,7 @@ from pathlib import Path
 from lab.errors import ConfigError, FleetError, HostSetupError
 from lab.virtual import image, inventory_file, paths
 from lab.virtual.node import (
+    LOGIN_USER,
     NodeDir,
     boot_id,
     cmdline,
@@ -225,15 +226,37 @@ class Fleet:
         return None
 
     def wait_ssh(self, names: list[str], timeout: float) -> None:
-        """Wait until every node's sshd sends its banner; fail naming the nodes that never did."""
+        """Wait until the login user can log in to every node; fail naming the nodes that never let it.
+
+        sshd answers early in a boot, but until systemd-user-sessions runs, pam_nologin refuses every
+        user but root ("System is booting up"), as on a Pi: a node is up when `pi` can log in.
+        """
         deadline = time.monotonic() + timeout
         addresses = {name: self.address(i) for i, name in enumerate(self.meta()["nodes"], start=1)}
+
+        def ready(name: str) -> bool:
+            return ssh_banner(addresses[name], deadline) and self.login_ready(addresses[name], deadline)
+
         with ThreadPoolExecutor(max_workers=min(32, len(names))) as pool:
-            ready = dict(zip(names, pool.map(lambda n: ssh_banner(addresses[n], deadline), names)))
-        late = [n for n, ok in ready.items() if not ok]
+            answered = dict(zip(names, pool.map(ready, names)))
+        late = [n for n, ok in answered.items() if not ok]
         if late:
-            raise FleetError(f"node(s) {', '.join(late)} did not answer SSH within {timeout:.0f} s",
+            raise FleetError(f"node(s) {', '.join(late)} did not let {LOGIN_USER} log in over SSH within {timeout:.0f} s",
                              str(self.root / "nodes" / late[0] / "console.log"), "read the node's console log")
+
+    def login_ready(self, address: str, deadline: float) -> bool:
+        """Whether the login user logs in to `address` (key, host key checked) before the deadline."""
+        argv = ["ssh", "-i", str(self.key_file), "-o", f"UserKnownHostsFile={self.known_hosts}",
+                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+                "-o", "ControlMaster=no", f"{LOGIN_USER}@{address}", "true"]
+        while time.monotonic() < deadline:
+            try:
+                if subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=15).returncode == 0:
+                    return True
+            except subprocess.TimeoutExpired:
+                pass
+            time.sleep(0.5)
+        return False
 
     # ---- status -------------------------------------------------------------------------
     def status(self) -> list[NodeStatus]:

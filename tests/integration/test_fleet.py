@@ -21,6 +21,16 @@ def boot_id(fleet, address):
     return out.stdout.strip()
 
 
+def test_up_returns_when_the_login_user_can_log_in(fleet3):
+    """`fleet up` waits past pam_nologin ("System is booting up"): the inventory's user logs in at once."""
+    for i in (1, 2, 3):
+        out = subprocess.run(["ssh", "-i", str(fleet3.key_file), "-o", f"UserKnownHostsFile={fleet3.known_hosts}",
+                              "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ControlMaster=no",
+                              f"pi@{TEST_NET}.{i}", "id", "-un"], capture_output=True, text=True, timeout=30,
+                             stdin=subprocess.DEVNULL)
+        assert (out.returncode, out.stdout.strip()) == (0, "pi"), out.stderr
+
+
 def test_inventory_and_host_keys(fleet3):
     """The inventory names every node with its address, key and known_hosts; host keys are verified."""
     text = fleet3.inventory.read_text()
