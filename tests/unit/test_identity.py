@@ -196,3 +196,37 @@ def test_ingest_records_the_pi_of_each_run_and_the_unit_of_the_chip(db_engine):
         assert got["pi-02"][2] == "unidentified:c1:pi-02" and got["pi-03"][2] == "unidentified:c1:pi-03"
         unit = session.scalar(select(Unit).where(Unit.key == "soc:" + moved["soc_id"]))
         assert unit.identity["lcs"] == 3 and unit.identity["ult_id"] == moved["ult_id"]
+
+
+# --- the emulator: a HAT that moves to another Pi ----------------------------------------------------
+
+def test_swap_hats_moves_the_hat_and_leaves_the_pi(tmp_path):
+    """Nodes powered off: only their hardware files and the inventory change (a running fleet: test_identity.py)."""
+    import yaml
+
+    from lab.virtual.emulator.hailo_emu.hw import unit_with_defaults
+    from lab.virtual.fleet import Fleet
+    from lab.virtual.node import write_hw
+
+    fleet = Fleet(root=tmp_path / "fleet", net="127.77.151")
+    inventory = tmp_path / "virtual.yml"
+    meta = {"id": "t", "nodes": ["node1", "node2"], "time_scale": 0.1, "inventory": str(inventory)}
+    fleet.root.mkdir()
+    fleet.meta_file.write_text(json.dumps(meta))
+    profile = {"node1": {"chip": "hailo10h"}, "node2": {"chip": "hailo8", "cma_leak": 0.0, "pi_model": "Raspberry Pi 5 Model B Rev 1.1"}}
+    for name, unit in profile.items():
+        write_hw(fleet.node(name), unit, {"time_scale": 0.1})
+    before = {n: unit_with_defaults(json.loads((fleet.node(n).hw / "unit.json").read_text())) for n in profile}
+    fleet.swap_hats("node1", "node2")
+    after = {n: unit_with_defaults(json.loads((fleet.node(n).hw / "unit.json").read_text())) for n in profile}
+    for a, b in (("node1", "node2"), ("node2", "node1")):
+        assert [after[a][k] for k in ("hat", "chip", "soc_id", "ult_id", "cma_leak")] == [
+            before[b][k] for k in ("hat", "chip", "soc_id", "ult_id", "cma_leak")]
+        assert [after[a][k] for k in ("node", "pi_serial", "pi_model")] == [before[a][k] for k in ("node", "pi_serial", "pi_model")]
+    assert (fleet.node("node1").hw / "devicetree" / "serial-number").read_bytes() == before["node1"]["pi_serial"].encode() + b"\0"
+    hosts = yaml.safe_load(inventory.read_text())["virtual"]["hosts"]
+    assert (hosts["node1"]["lab_chip"], hosts["node2"]["lab_chip"]) == ("hailo8", "hailo10h")
+    assert hosts["node1"]["lab_devicetree_dir"] == "/lab/hw/devicetree"
+    fleet.swap_hats("node1", "node2")  # and back: the same identities as before
+    back = {n: unit_with_defaults(json.loads((fleet.node(n).hw / "unit.json").read_text())) for n in profile}
+    assert back == before
