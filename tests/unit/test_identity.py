@@ -12,11 +12,10 @@ import pytest
 from sqlalchemy import select
 
 from lab.agent import parsers
-from lab.agent.pi import parse_cpuinfo, pi_identity, read_pi_identity
 from lab.agent.records import read_records
 from lab.bundle import build_bundle
 from lab.collector import Collector
-from lab.db.ingest import chip_id, unit_key, upsert_unit
+from lab.db.ingest import unit_key, upsert_unit
 from lab.db.models import Campaign, Run, Unit
 from lab.inventory import Host
 from tests.conftest import FIXTURES
@@ -55,6 +54,8 @@ def test_extended_fields_per_version():
 # --- unit keys ----------------------------------------------------------------------------------
 
 def test_not_available_and_empty_are_absent():
+    from lab.db.ingest import chip_id
+
     assert [chip_id(v) for v in ("<N/A>", "", "  ", "\x00", None, "HLDDLBB234500054")] == [
         None, None, None, None, None, "HLDDLBB234500054"]
 
@@ -88,12 +89,16 @@ def test_a_moved_hat_keeps_its_unit_and_a_serial_unit_is_rekeyed_by_its_soc_id(d
 # --- the Pi's own identity ------------------------------------------------------------------------
 
 def test_cpuinfo_of_a_pi_and_of_another_machine():
+    from lab.agent.pi import parse_cpuinfo
+
     pi = parse_cpuinfo((PI / "cpuinfo_pi5.txt").read_text())
     assert pi == {"Revision": "d04170", "Serial": "8f3c2a1b9d4e6f70", "Model": "Raspberry Pi 5 Model B Rev 1.0"}
     assert parse_cpuinfo((PI / "cpuinfo_x86.txt").read_text()) == {}  # `model : 85` is not a Pi's Model
 
 
 def test_devicetree_first_then_cpuinfo(tmp_path):
+    from lab.agent.pi import pi_identity, read_pi_identity
+
     ident = pi_identity((PI / "cpuinfo_pi5.txt").read_text(), b"8f3c2a1b9d4e6f70\x00", b"Raspberry Pi 5 Model B Rev 1.0\x00")
     assert (ident.serial, ident.model, ident.devicetree_serial) == (
         "8f3c2a1b9d4e6f70", "Raspberry Pi 5 Model B Rev 1.0", "8f3c2a1b9d4e6f70")
@@ -192,6 +197,7 @@ def test_ingest_records_the_pi_of_each_run_and_the_unit_of_the_chip(db_engine):
         collector.close()
     with Session(db_engine) as session:
         got = {r.node: (r.host_serial, r.host_model, r.unit.key) for r in session.scalars(select(Run))}
+        assert got["pi-02"][2] != got["pi-03"][2]  # two HATs printing `Serial Number: <N/A>` are two units
         assert got["pi-01"] == ("1111111111111111", "Raspberry Pi 5 Model B Rev 1.0", "soc:" + moved["soc_id"])
         assert got["pi-02"][2] == "unidentified:c1:pi-02" and got["pi-03"][2] == "unidentified:c1:pi-03"
         unit = session.scalar(select(Unit).where(Unit.key == "soc:" + moved["soc_id"]))
