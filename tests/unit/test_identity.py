@@ -236,3 +236,86 @@ def test_swap_hats_moves_the_hat_and_leaves_the_pi(tmp_path):
     fleet.swap_hats("node1", "node2")  # and back: the same identities as before
     back = {n: unit_with_defaults(json.loads((fleet.node(n).hw / "unit.json").read_text())) for n in profile}
     assert back == before
+
+
+# --- property: the parser reads back what the emulated identify printed, on every version --------------
+
+def _hex(n: int):
+    from hypothesis import strategies as st
+
+    return st.one_of(st.just(""), st.text("0123456789ABCDEF", min_size=n, max_size=n))
+
+
+def test_identify_round_trip_on_every_version():
+    """Whatever the HAT has programmed and whichever version prints it, the parser gets it back (`LCS: 3SoC ID`)."""
+    import io
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from lab.virtual.emulator.hailo_emu import cli
+
+    class Runtime:
+        def __init__(self, ident):
+            self.ident = ident
+
+        def identity(self):
+            return self.ident
+
+    @settings(database=None, max_examples=150)
+    @given(version=st.sampled_from(["4.19.0", "4.20.0", "4.21.0", "4.22.0", "4.23.0", "5.0.0", "5.1.0", "5.1.1",
+                                    "5.2.0", "5.3.0"]),
+           serial=st.one_of(st.just(""), st.text("ABCDEFGHJKLMNPRSTUVWXYZ0123456789", min_size=1, max_size=16)),
+           soc=_hex(64), ult=_hex(24), lcs=st.integers(0, 255), sku=st.integers(0, 63), extended=st.booleans())
+    def check(version, serial, soc, ult, lcs, sku, extended):
+        h10 = version.startswith("5.")
+        ident = {"device_id": "0001:01:00.0", "protocol_version": 2, "firmware_version": version,
+                 "logger_version": 0, "is_release": True, "extended_context_switch_buffer": not h10,
+                 "board_name": "" if h10 else "Hailo-8", "arch": "HAILO10H" if h10 else "HAILO8",
+                 "serial": serial, "part_number": "", "product_name": "", "lcs": lcs, "soc_id": soc, "ult_id": ult,
+                 "board_sku": sku, "boot_source": "PCIE", "nn_clock_mhz": 1000 if h10 else 400}
+        tool = cli.Cli(version, out=io.StringIO())
+        tool._runtime = Runtime(ident)
+        assert tool.identify(extended) == 0
+        got = parsers.parse_identify(tool.out.getvalue())
+        assert (got.serial_number, got.extended) == (serial or None, extended)
+        if extended:
+            unset_lcs = 0 if version < "4.21" else None  # 4.19/4.20 print `LCS: 0`
+            assert (got.soc_id, got.ult_id, got.lcs) == (soc or None, ult or None, lcs or unset_lcs)
+            assert got.board_sku == (str(sku) if h10 and version >= "5.1" else None)
+
+    check()
+
+
+# --- lab nodes: exact output ----------------------------------------------------------------------------
+
+def test_lab_nodes_text_and_json_show_pi_and_hat(tmp_path, monkeypatch, capsys):
+    import lab.cli
+    from lab.cli import nodes as nodes_module
+    from lab.remote import ExecResult
+
+    inventory = tmp_path / "pis.yml"
+    inventory.write_text("all:\n  hosts:\n    pi-01: {ansible_host: 192.0.2.11, lab_devicetree_dir: /dt}\n")
+    identify = (CASES / "identify_extended_h8_4.23_lcs_no_newline.txt").read_text()
+    probe = ("boot_id=b\nuptime=12.5\nhostname=pi-01\nhailort=4.23.0\n"
+             + "".join(f"identify|{line}\n" for line in identify.splitlines())
+             + "cpuinfo|Serial\t\t: 8f3c2a1b9d4e6f70\ncpuinfo|Model\t\t: Raspberry Pi 5 Model B Rev 1.0\n"
+             + "dt_serial=\ndt_model=\ndevice=present\n")
+    seen = []
+
+    def fake(hosts, command, timeout):
+        seen.extend(command(h) for h in hosts)
+        return [ExecResult(h.name, 0, probe) for h in hosts]
+
+    monkeypatch.setattr(lab.cli, "_register", lambda: None)
+    monkeypatch.setattr(nodes_module, "run_on_hosts", fake)
+    assert lab.cli.main(["nodes", "--inventory", str(inventory)]) == 0
+    soc = "37F2270C0C0C363FA0360903C7B5A59243525FDEC531215A1B76FE2901893FDE"
+    assert capsys.readouterr().out == (
+        "pi-01      192.0.2.11      HAILO8    hailort 4.23.0  fw 4.23.0                 device present up 12s\n"
+        f"           pi 8f3c2a1b9d4e6f70 (Raspberry Pi 5 Model B Rev 1.0)  hat soc:{soc} serial - soc_id {soc[:16]}...\n")
+    assert seen[0].startswith("DT=/dt\n")
+    assert lab.cli.main(["nodes", "--inventory", str(inventory), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["nodes"][0]
+    assert row["pi"] == {"serial": "8f3c2a1b9d4e6f70", "model": "Raspberry Pi 5 Model B Rev 1.0"}
+    assert (row["hat"]["unit"], row["hat"]["soc_id"], row["hat"]["lcs"]) == (f"soc:{soc}", soc, 3)
