@@ -236,6 +236,11 @@ def test_swap_hats_moves_the_hat_and_leaves_the_pi(tmp_path):
     fleet.swap_hats("node1", "node2")  # and back: the same identities as before
     back = {n: unit_with_defaults(json.loads((fleet.node(n).hw / "unit.json").read_text())) for n in profile}
     assert back == before
+    from lab.errors import ConfigError
+
+    for pair in (("node1", "node9"), ("node2", "node2")):
+        with pytest.raises(ConfigError):
+            fleet.swap_hats(*pair)
 
 
 # --- property: the parser reads back what the emulated identify printed, on every version --------------
