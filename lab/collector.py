@@ -157,20 +157,30 @@ class Collector:
                 added += ingest_samples(session, run_id, recs)
                 for rec in recs:
                     if rec.get("kind") == "identity" and isinstance(rec.get("identity"), dict):
-                        self._identity(session, run_id, cur.host, rec["identity"])
+                        self._identity(session, run_id, cur.host, rec)
         for rec in records:
             cur.last = rec if rec.get("kind") in ("sample", "phase_start", "phase_end") else cur.last
             if self.on_record:
                 self.on_record(cur.host.name, rec)
         return added
 
-    def _identity(self, session: Session, run_id: int, host: Host, ident: dict) -> None:
+    def _identity(self, session: Session, run_id: int, host: Host, rec: dict) -> None:
+        """The unit (HAT) the chip names, and the Pi it sat in for this run (the record's own host fields)."""
+        ident = rec["identity"]
         arch = (ident.get("architecture") or "").lower() or host.chip
-        unit = upsert_unit(session, host.name, serial=ident.get("serial_number"), chip=arch,
-                           board=ident.get("board_name") or ident.get("product_name"))
+        reported = {k: v for k, v in ident.items() if k not in ("messages", "statuses") and v not in (None, [], "")}
+        unit = upsert_unit(session, host.name, serial=ident.get("serial_number"), soc_id=ident.get("soc_id"),
+                           chip=arch, board=ident.get("board_name") or ident.get("product_name"),
+                           identity=reported, scope=self.campaign)
         run = session.get(Run, run_id)
-        if run is not None and run.unit_id is None:
+        if run is None:
+            return
+        if run.unit_id is None:
             run.unit_id = unit.id
+        if rec.get("host_serial"):
+            run.host_serial = str(rec["host_serial"])[:64]
+        if rec.get("host_model"):
+            run.host_model = str(rec["host_model"])[:128]
 
     def fetch_artifacts(self, name: str, timeout: float = 120.0) -> int:
         """Copy the artifacts a node's records named into the database, checking each sha256."""

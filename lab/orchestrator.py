@@ -167,6 +167,8 @@ def host_phase_spec(campaign: str, plan: Plan, phase_index: int, run_id: int, ho
             "driver_module": host.vars.get("lab_driver_module") or CHIP_MODULE.get(chip or "", "hailo1x_pci"),
             "hef_dirs": host.vars.get("lab_hef_dirs") or ["/usr/share/hailo-models"],
             "commands": {k: v for k, v in commands.items() if v},
+            # where the Pi's devicetree is (a real Pi's by default; a virtual node's stand-in)
+            "devicetree_dir": host.vars.get("lab_devicetree_dir") or "/sys/firmware/devicetree/base",
             "steps": steps,
         },
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shlex
 import socket
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -81,10 +82,12 @@ def run_one(host: Host, command: str, timeout: float) -> ExecResult:
         return ExecResult(host.name, None, error=f"timed out after {timeout:.0f} s" if "Timed" in name else f"{name}: {exc}")
 
 
-def run_on_hosts(hosts: list[Host], command: str, timeout: float = 30.0) -> list[ExecResult]:
-    """Run a command on every host in parallel; a host that does not answer in time is reported, not waited on."""
+def run_on_hosts(hosts: list[Host], command: str | Callable[[Host], str], timeout: float = 30.0) -> list[ExecResult]:
+    """Run a command (or each host's own, from a function of the host) on every host in parallel.
+
+    A host that does not answer in time is reported, not waited on."""
     pool = ThreadPoolExecutor(max_workers=max(1, min(64, len(hosts))))
-    futures = {h.name: pool.submit(run_one, h, command, timeout) for h in hosts}
+    futures = {h.name: pool.submit(run_one, h, command(h) if callable(command) else command, timeout) for h in hosts}
     wait(futures.values(), timeout=timeout * 2 + 10)
     results = []
     for h in hosts:
@@ -94,14 +97,15 @@ def run_on_hosts(hosts: list[Host], command: str, timeout: float = 30.0) -> list
     return results
 
 
-NODE_PROBE = r"""
+_PROBE = r"""
 echo "boot_id=$(cat /proc/sys/kernel/random/boot_id)"
 echo "uptime=$(cut -d' ' -f1 /proc/uptime)"
 echo "hostname=$(hostname)"
 echo "hailort=$(hailortcli --version 2>/dev/null | sed -n 's/.*version //p')"
-echo "firmware=$(hailortcli fw-control identify 2>/dev/null | sed -n 's/^Firmware Version: //p')"
-echo "architecture=$(hailortcli fw-control identify 2>/dev/null | sed -n 's/^Device Architecture: //p')"
-echo "serial=$(hailortcli fw-control identify 2>/dev/null | sed -n 's/^Serial Number: //p')"
+hailortcli fw-control identify --extended 2>/dev/null | sed 's/^/identify|/'
+grep -E '^(Serial|Model|Revision)[[:space:]]*:' /proc/cpuinfo 2>/dev/null | sed 's/^/cpuinfo|/'
+echo "dt_serial=$(tr -d '\000' < "$DT/serial-number" 2>/dev/null)"
+echo "dt_model=$(tr -d '\000' < "$DT/model" 2>/dev/null)"
 echo "device=$(test -e /dev/hailo0 && echo present || echo absent)"
 echo "throttled=$(vcgencmd get_throttled 2>/dev/null | cut -d= -f2)"
 echo "lock=$(cat /var/lib/lab-agent/lock/campaign 2>/dev/null)"
@@ -111,13 +115,63 @@ echo "wheel=$(python3 -c 'import importlib.metadata as m; print(m.version("hailo
 echo "dkms=$(dkms status 2>/dev/null | grep -i hailo | tr '\n' ';')"
 echo "held=$(apt-mark showhold 2>/dev/null | tr '\n' ' ')"
 """.strip()
+PI_DEVICETREE_DIR = "/sys/firmware/devicetree/base"
+
+
+def node_probe(devicetree_dir: str = PI_DEVICETREE_DIR) -> str:
+    """The probe `lab nodes` runs: the node's health, its HAT's identify --extended and the Pi's own identity."""
+    return f"DT={shlex.quote(devicetree_dir)}\n{_PROBE}"
+
+
+def host_probe(host: Host) -> str:
+    """The probe for one host (its inventory's `lab_devicetree_dir`, a real Pi's by default)."""
+    return node_probe(str(host.vars.get("lab_devicetree_dir") or PI_DEVICETREE_DIR))
+
+
+NODE_PROBE = node_probe()
 
 
 def parse_probe(text: str) -> dict[str, str | None]:
-    """The key=value lines of NODE_PROBE as a dict (empty values become None)."""
+    """The key=value lines of the probe as a dict (empty values become None); the raw identify output and
+    the Pi's cpuinfo lines under `identify` and `cpuinfo`."""
     out: dict[str, str | None] = {}
+    blocks: dict[str, list[str]] = {"identify": [], "cpuinfo": []}
     for line in text.splitlines():
-        if "=" in line:
+        head, bar, rest = line.partition("|")
+        if bar and head in blocks:
+            blocks[head].append(rest)
+        elif "=" in line:
             key, value = line.split("=", 1)
             out[key.strip()] = value.strip() or None
+    for name, lines in blocks.items():
+        out[name] = "\n".join(lines) + "\n" if lines else None
     return out
+
+
+def describe_node(info: dict[str, str | None]) -> dict:
+    """A probed node as `lab nodes` shows it: health, the Pi (serial, model) and the HAT it holds (unit key,
+    serial, SoC ID, as the chip reports them; `<N/A>` is no serial)."""
+    from lab.agent.parsers import ToolOutputError, parse_identify
+    from lab.agent.pi import pi_identity
+    from lab.db.ingest import chip_id, unit_key
+
+    row = {k: v for k, v in info.items() if k not in ("identify", "cpuinfo", "dt_serial", "dt_model")}
+    try:
+        ident = parse_identify(info["identify"]) if info.get("identify") else None
+    except ToolOutputError:
+        ident = None
+    pi = pi_identity(info.get("cpuinfo") or "", _dt(info.get("dt_serial")), _dt(info.get("dt_model")))
+    row["pi"] = {"serial": pi.serial, "model": pi.model}
+    hat = None
+    if ident is not None:
+        soc, serial = chip_id(ident.soc_id), chip_id(ident.serial_number)
+        key = unit_key(str(info.get("hostname") or ""), serial, soc) if soc or serial else None  # None: unidentified
+        hat = {"unit": key, "serial": serial, "soc_id": soc, "ult_id": ident.ult_id,
+               "architecture": ident.architecture, "firmware": ident.firmware_version, "lcs": ident.lcs}
+        row.update(firmware=ident.firmware_version, architecture=ident.architecture, serial=serial)
+    row["hat"] = hat
+    return row
+
+
+def _dt(value: str | None) -> bytes | None:
+    return value.encode() if value else None

@@ -216,7 +216,12 @@ def run_throttling(states: List[str], before: Optional[str]) -> Tuple[Optional[b
 
 @dataclass
 class IdentifyResult(Record):
-    """`hailortcli fw-control identify`: every field optional (4.23 lacks serial/part/product, 5.x board name)."""
+    """`hailortcli fw-control identify [--extended]`: every field optional.
+
+    4.19-4.21 print `<N/A>` for an unset serial, part or product name and 4.22+ / 5.x print no such
+    line; either way the field is None here (`<N/A>` is the tool's "not configured", never a value).
+    `extended` says whether the --extended fields were printed (SoC ID, ULT ID, LCS, board SKU, ...).
+    """
 
     device: Optional[str] = None
     control_protocol_version: Optional[int] = None
@@ -228,10 +233,22 @@ class IdentifyResult(Record):
     serial_number: Optional[str] = None
     part_number: Optional[str] = None
     product_name: Optional[str] = None
+    extended: bool = False
+    boot_source: Optional[str] = None
+    nn_clock_mhz: Optional[int] = None
+    supported_features: List[str] = field(default_factory=list)
+    lcs: Optional[int] = None
+    soc_id: Optional[str] = None
+    mac_address: Optional[str] = None
+    ult_id: Optional[str] = None
+    pm_values: Optional[str] = None
+    gpio_mask: Optional[str] = None
+    board_sku: Optional[str] = None
     messages: List[HailoMessage] = field(default_factory=list)
     statuses: Dict[str, int] = field(default_factory=dict)
 
 
+NOT_CONFIGURED = "<N/A>"  # hailortcli <= 4.21: an identify attribute the board does not have
 _IDENTIFY_KEYS = {
     "Control Protocol Version": "control_protocol_version",
     "Firmware Version": "firmware_version",
@@ -242,31 +259,78 @@ _IDENTIFY_KEYS = {
     "Part Number": "part_number",
     "Product Name": "product_name",
 }
-_KEY_VALUE = re.compile(r"^(?P<key>[A-Z][A-Za-z ]*?):\s*(?P<value>.*?)\s*$")
+# --extended (fw_control_command.cpp print_extended_device_information; the SKU line's name per 5.x release)
+_EXTENDED_KEYS = {
+    "Boot source": "boot_source",
+    "Neural Network Core Clock Rate": "nn_clock_mhz",
+    "Device supported features": "supported_features",
+    "LCS": "lcs",
+    "SoC ID": "soc_id",
+    "MAC Address": "mac_address",
+    "ULT ID": "ult_id",
+    "PM Values": "pm_values",
+    "GPIO Mask": "gpio_mask",
+    "SKU-ID": "board_sku",
+    "board SKU-ID": "board_sku",
+    "Board SKU-ID": "board_sku",
+}
+_KEY_VALUE = re.compile(r"^(?P<key>[A-Za-z][A-Za-z -]*?):\s*(?P<value>.*?)\s*$")
 _EXECUTING = re.compile(r"^Executing on device: (?P<dev>\S+)")
 _FIRMWARE = re.compile(r"^(?P<version>\S+)(?:\s*\((?P<flags>[^)]*)\))?$")
+# 4.22 and 4.23 print a set LCS without its newline, so the next field follows on the same line
+_LCS = re.compile(r"^(?P<lcs>\d+|<N/A>)(?P<rest>.*)$")
+_MHZ = re.compile(r"^(?P<mhz>\d+)(?:\.\d+)?\s*MHz$")
+
+
+def _identify_value(name: str, value: Optional[str]):
+    """One identify field's value as stored: numbers as int, `<N/A>` and empty as None."""
+    if value is None or value == NOT_CONFIGURED:
+        return None
+    if name in ("control_protocol_version", "logger_version", "lcs"):
+        return int(value) if value.isdigit() else None
+    if name == "nn_clock_mhz":
+        mhz = _MHZ.match(value)
+        return int(mhz["mhz"]) if mhz else None
+    return value
 
 
 def parse_identify(text: str) -> IdentifyResult:
-    """Parse `hailortcli fw-control identify`; the firmware version is split into version + flags."""
+    """Parse `hailortcli fw-control identify [--extended]`; the firmware version is split into version + flags."""
     r = IdentifyResult(messages=_messages(text))
     seen = False
-    for _, line in numbered_lines(text):
+    pending = [line for _, line in numbered_lines(text)]
+    pending.reverse()
+    while pending:
+        line = pending.pop()
         executing, kv = _EXECUTING.match(line), _KEY_VALUE.match(line)
         if executing:
             r.device = executing["dev"]
-        elif kv and kv["key"] in _IDENTIFY_KEYS:
-            seen = True
-            name, value = _IDENTIFY_KEYS[kv["key"]], kv["value"].replace("\x00", "").strip() or None
-            if name in ("control_protocol_version", "logger_version"):
-                setattr(r, name, int(value) if value and value.isdigit() else None)
-            elif name == "firmware_version" and value:
-                fw = _FIRMWARE.match(value)
-                r.firmware_version = fw["version"] if fw else value
-                if fw and fw["flags"]:
-                    r.firmware_flags = [f.strip() for f in fw["flags"].split(",") if f.strip()]
+            continue
+        if not kv or (kv["key"] not in _IDENTIFY_KEYS and kv["key"] not in _EXTENDED_KEYS):
+            continue
+        seen = True
+        key, value = kv["key"], kv["value"].replace("\x00", "").strip() or None
+        if key in _EXTENDED_KEYS:
+            r.extended = True
+            name = _EXTENDED_KEYS[key]
+            if name == "lcs" and value:
+                lcs = _LCS.match(value)
+                if lcs and lcs["rest"]:
+                    value = lcs["lcs"]
+                    pending.append(lcs["rest"])
+            if name == "supported_features":
+                r.supported_features = [f.strip() for f in (value or "").split(",") if f.strip()]
             else:
-                setattr(r, name, value)
+                setattr(r, name, _identify_value(name, value))
+            continue
+        name = _IDENTIFY_KEYS[key]
+        if name == "firmware_version" and value:
+            fw = _FIRMWARE.match(value)
+            r.firmware_version = fw["version"] if fw else value
+            if fw and fw["flags"]:
+                r.firmware_flags = [f.strip() for f in fw["flags"].split(",") if f.strip()]
+        else:
+            setattr(r, name, _identify_value(name, value))
     if not seen and not _failed(r.messages):
         raise ToolOutputError("identify", "not hailortcli fw-control identify output (no identify field or HailoRT error)")
     r.statuses = _statuses(r.messages)

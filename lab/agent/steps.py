@@ -10,6 +10,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from .parsers import ToolOutputError, parse_benchmark, parse_errors, parse_identify, parse_version, run_throttling
+from .pi import PI_DEVICETREE_DIR, read_pi_identity
 from .records import RecordLog, node_facts, write_artifact
 
 DEVICE_STEPS = ("identify", "benchmark", "configure_cycles", "infer_continuous", "cooldown",
@@ -118,13 +119,23 @@ class Agent:
 
     # ---- steps -----------------------------------------------------------------------
     def identify(self, index: int, step: Dict[str, Any]) -> None:
+        """Record the chip's identity (`identify --extended`, plain identify if that fails) and the Pi it sits in."""
         version = self.tool(["hailortcli", "--version"], 60)
-        ident = self.tool(["hailortcli", "fw-control", "identify"], 60)
+        argv = ["hailortcli", "fw-control", "identify", "--extended"]
+        ident = self.tool(argv, 60)
+        transcript = "$ %s\n%s\n" % (" ".join(argv), ident.stdout)
+        extended_error = None
+        if ident.returncode != 0:  # the extended query can fail where the plain one works: keep what the chip says
+            extended_error = "identify --extended failed: %s" % self.failure(ident.stdout)
+            argv = argv[:-1]
+            ident = self.tool(argv, 60)
+            transcript += "$ %s\n%s\n" % (" ".join(argv), ident.stdout)
         driver_cmd = self.commands.get("driver_version") or ["modinfo", "-F", "version", self.spec.get("driver_module", "hailo1x_pci")]
         driver = self.tool(list(driver_cmd), 60)
+        pi = read_pi_identity(self.spec.get("devicetree_dir") or PI_DEVICETREE_DIR)
         fields: Dict[str, Any] = {"step": "identify", "step_index": index}
-        art = self.save("identify-%d.txt" % index, "$ hailortcli --version\n%s\n$ hailortcli fw-control identify\n%s\n$ %s\n%s"
-                        % (version.stdout, ident.stdout, " ".join(driver_cmd), driver.stdout))
+        art = self.save("identify-%d.txt" % index, "$ hailortcli --version\n%s\n%s$ %s\n%s"
+                        % (version.stdout, transcript, " ".join(driver_cmd), driver.stdout))
         try:
             fields["hailort_version"] = parse_version(version.stdout).to_dict().get("version")
         except ToolOutputError:
@@ -132,9 +143,14 @@ class Agent:
         if ident.returncode == 0:
             info = parse_identify(ident.stdout).to_dict()
             fields["identity"] = info
+            if extended_error:
+                fields["identity_note"] = extended_error
         else:
             fields["error"] = "identify failed: %s" % self.failure(ident.stdout)
         fields["driver_version"] = driver.stdout.strip().splitlines()[-1] if driver.returncode == 0 and driver.stdout.strip() else None
+        # the Pi this HAT sits in (a HAT moves between Pis; the unit is keyed by the chip, the run records both)
+        fields["host_serial"], fields["host_model"] = pi.serial, pi.model
+        fields["host_identity"] = pi.to_dict()
         self.record("identity", artifact=art, **fields)
         if ident.returncode != 0:
             raise DeviceFailure(fields["error"])

@@ -79,6 +79,23 @@ def fault(
     typer.echo(Fleet().fault(node, action))
 
 
+@fleet_app.command("swap-hats")
+def swap_hats(
+    node_a: str = typer.Argument(..., help="A node, e.g. node1."),
+    node_b: str = typer.Argument(..., help="Another node, e.g. node2."),
+) -> None:
+    """Move two nodes' HATs into each other's Pi (both powered off, swapped, powered on).
+
+    Each HAT keeps its identity (SoC ID, ULT ID, serial: derived from its name, `hat` in the
+    profile) and each Pi its own (pi_serial, pi_model); the inventory's lab_chip follows the HAT.
+    The next `lab fleet up --profile` puts the profile's HATs back.
+
+    Example:
+        lab fleet swap-hats node1 node2
+    """
+    typer.echo(Fleet().swap_hats(node_a, node_b, log=_say))
+
+
 @fleet_app.command("hailo-files")
 def hailo_files(
     folder: Path = typer.Argument(Path("hailo-files"), help="Where to write the files (created if missing)."),

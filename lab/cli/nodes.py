@@ -9,7 +9,7 @@ import typer
 
 from lab.cli import app
 from lab.inventory import load
-from lab.remote import NODE_PROBE, parse_probe, run_on_hosts
+from lab.remote import describe_node, host_probe, parse_probe, run_on_hosts
 
 
 @app.command("nodes")
@@ -19,9 +19,11 @@ def nodes(
     timeout: float = typer.Option(15.0, "--timeout", help="Seconds to wait for each host."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
-    """Identity and health of each node: reachable, boot, HailoRT, firmware, device, lock.
+    """Identity and health of each node: the Pi and the HAT in it, reachable, HailoRT, firmware, device, lock.
 
-    With --json also what is installed: kernel, Hailo packages and dkms as dpkg has them (with their
+    The Pi is named by its own serial and model (devicetree, else /proc/cpuinfo); the HAT by the unit key
+    a campaign files its runs under (SoC ID from `identify --extended`, else the serial; `<N/A>` is none),
+    with its serial and SoC ID. With --json also what is installed: kernel, Hailo packages and dkms as dpkg has them (with their
     Debian revisions), a hailort wheel, dkms status and the held packages.
 
     Example:
@@ -29,10 +31,10 @@ def nodes(
     """
     inv = load(inventory)
     hosts = inv.select(limit)
-    results = run_on_hosts(hosts, NODE_PROBE, timeout)
+    results = run_on_hosts(hosts, host_probe, timeout)
     rows = []
     for host, res in zip(hosts, results):
-        info = parse_probe(res.stdout) if res.rc == 0 else {}
+        info = describe_node(parse_probe(res.stdout)) if res.rc == 0 else {}
         rows.append({"node": host.name, "address": host.address, "reachable": res.error is None,
                      "error": res.error, **info})
     if as_json:
@@ -46,6 +48,10 @@ def nodes(
                        f"hailort {r.get('hailort') or '-':<7} fw {r.get('firmware') or '-':<22} "
                        f"device {r.get('device') or '-':<7} up {float(r.get('uptime') or 0):.0f}s"
                        + (f"  locked by {r['lock']}" if r.get("lock") else ""))
+            pi, hat = r.get("pi") or {}, r.get("hat") or {}
+            typer.echo(f"{'':<10} pi {pi.get('serial') or '-'} ({pi.get('model') or 'model unknown'})  "
+                       f"hat {hat.get('unit') or 'unidentified'} serial {hat.get('serial') or '-'}"
+                       + (f" soc_id {hat['soc_id'][:16]}..." if hat.get("soc_id") else ""))
     raise typer.Exit(0 if all(r["reachable"] for r in rows) else 1)
 
 

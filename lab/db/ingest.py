@@ -268,27 +268,66 @@ def count_samples(session: Session, run_id: int) -> int:
     return session.scalar(select(func.count()).select_from(Sample).where(Sample.run_id == run_id)) or 0
 
 
-def unit_key(node: str, serial: str | None = None, soc_id: str | None = None) -> str:
-    """A unit's identity: its serial, else its SoC ID, else (Hailo-8 on 4.23 prints neither) its node."""
-    if serial:
-        return f"serial:{serial}"
-    if soc_id:
-        return f"soc:{soc_id}"
-    return f"node:{node}"
+NOT_CONFIGURED = "<N/A>"  # what hailortcli <= 4.21 prints for an identify field the board does not have
+KEY_MAX = 160  # unit.key's column width
+
+
+def chip_id(value: Any) -> str | None:
+    """An identity value as reported, or None when it says nothing (`<N/A>`, empty, NULs, whitespace)."""
+    if value is None:
+        return None
+    text = str(value).replace("\x00", "").strip()
+    return None if not text or text.upper() == NOT_CONFIGURED else text
+
+
+def unit_key(node: str, serial: str | None = None, soc_id: str | None = None, scope: str | None = None) -> str:
+    """A unit's (HAT's) identity, from what its chip reports: its SoC ID, else its serial.
+
+    A chip that reports neither (`<N/A>` and empty count as absent) cannot be told from another one, so
+    it is never merged with one: it is keyed `unidentified:<scope>:<node>`, one unit per campaign
+    (`scope`) and node. A HAT that moves then shows as two units, never two HATs as one.
+    """
+    soc, ser = chip_id(soc_id), chip_id(serial)
+    if soc:
+        return f"soc:{soc.upper()}"
+    if ser:
+        return f"serial:{ser}"
+    if not scope:
+        raise ValueError(f"a unit on {node} reports no SoC ID and no serial: its key needs a scope (the campaign)")
+    key = f"unidentified:{scope}:{node}"
+    if len(key) > KEY_MAX:  # a digest instead of a cut, which could make two keys one
+        key = f"unidentified:{hashlib.sha256(key.encode()).hexdigest()}"
+    return key
 
 
 def upsert_unit(session: Session, node: str, serial: str | None = None, soc_id: str | None = None,
-                chip: str | None = None, board: str | None = None) -> Unit:
-    """The unit with this identity, created or updated with what was just discovered."""
-    key = unit_key(node, serial, soc_id)
+                chip: str | None = None, board: str | None = None, identity: dict[str, Any] | None = None,
+                scope: str | None = None) -> Unit:
+    """The unit with this identity, created or updated with what was just discovered.
+
+    `node` becomes the node it was last seen in; its runs stay its runs wherever it moves. A unit first
+    stored under its serial (before its SoC ID was read) is re-keyed to its SoC ID, history and all.
+    `identity` is the chip's (extended) identify as reported.
+    """
+    key = unit_key(node, serial, soc_id, scope)
+    ser, soc = chip_id(serial), chip_id(soc_id)
     unit = session.scalar(select(Unit).where(Unit.key == key))
+    if unit is None and key.startswith("soc:") and ser:
+        unit = session.scalar(select(Unit).where(Unit.key == f"serial:{ser}"))
+        if unit is not None:
+            unit.key = key
     if unit is None:
         unit = Unit(key=key, node=node)
         session.add(unit)
     unit.node = node
-    for name, value in (("serial", serial), ("soc_id", soc_id), ("chip", chip), ("board", board)):
+    for name, value in (("serial", ser), ("soc_id", soc.upper() if soc else None), ("chip", chip), ("board", board)):
         if value:
             setattr(unit, name, value)
+    if key.startswith("unidentified:"):
+        identity = {**(identity or {}), "note": "unidentified: the chip reports no SoC ID and no serial; "
+                                                "its runs are grouped per campaign and node"}
+    if identity:
+        unit.identity = identity
     session.flush()
     return unit
 

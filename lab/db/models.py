@@ -88,7 +88,8 @@ class Campaign(Base):
 
 
 class Unit(Base):
-    """One Hailo device (its identity survives reinstalls); `key` is serial, else SoC ID, else node."""
+    """One Hailo device, the HAT (its identity survives reinstalls and moves); `key` is its SoC ID, else its
+    serial, else `unidentified:<campaign>:<node>` (see lab.db.ingest.unit_key)."""
 
     __tablename__ = "unit"
 

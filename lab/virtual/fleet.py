@@ -328,6 +328,42 @@ class Fleet:
         self._wait(lambda: read_text(fdir / "freezer.state") == want, 10, f"{name} did not reach {want}")
         return f"{name} is {'frozen' if action == 'freeze' else 'thawed'}"
 
+    # ---- moving HATs --------------------------------------------------------------------
+    def swap_hats(self, a: str, b: str, log=lambda msg: None) -> str:
+        """Move node a's HAT into node b's Pi and b's into a's, as a person does: both powered off, swapped, on.
+
+        What moves is the HAT's part of each node's /lab/hw/unit.json (chip, its name `hat`, from which
+        its SoC ID and ULT ID derive, serial, leak, thermal fields); the Pi's part stays (`pi_serial`,
+        `pi_model`, `pci_address`). The inventory is rewritten (`lab_chip` follows the HAT). Running
+        nodes are powered off first and on again after, so each chip starts fresh in its new Pi. The
+        next `lab fleet up --profile` puts the profile's HATs back.
+        """
+        from lab.virtual.emulator.hailo_emu.hw import PI_FIELDS, hat_of
+
+        meta = self.meta()
+        if not meta:
+            raise ConfigError("no virtual fleet is up", str(self.root), "run `lab fleet up` first")
+        for name in (a, b):
+            if name not in meta["nodes"]:
+                raise ConfigError(f"no node {name!r} in the fleet", hint=f"nodes are {', '.join(meta['nodes'])}")
+        if a == b:
+            raise ConfigError(f"cannot swap {a}'s HAT with itself", hint="name two different nodes")
+        units = {n: json.loads(read_text(self.node(n).hw / "unit.json") or "{}") for n in meta["nodes"]}
+        fleet_info = json.loads(read_text(self.node(a).hw / "fleet.json") or "{}")
+        running = [n for n in (a, b) if self._supervisor(self.node(n))]
+        for name in running:
+            log(f"powering {name} off to move its HAT")
+            self.fault(name, "down")
+        pis = {n: {k: v for k, v in units[n].items() if k in PI_FIELDS} for n in (a, b)}
+        units[a], units[b] = {**hat_of(units[b]), **pis[a]}, {**hat_of(units[a]), **pis[b]}
+        for name in (a, b):
+            write_hw(self.node(name), units[name], fleet_info)
+        inventory_file.write(Path(meta["inventory"]), self, meta, units)
+        for name in running:
+            log(f"powering {name} on")
+            self.fault(name, "up")
+        return f"{a} now holds HAT {units[a]['hat']}, {b} holds HAT {units[b]['hat']}"
+
     def _thaw(self, nd: NodeDir) -> None:
         fdir = self._freezer(nd) if nd.config.exists() else None
         if fdir and (fdir / "freezer.state").exists():

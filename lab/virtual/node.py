@@ -173,11 +173,26 @@ def add_login_user(nd: NodeDir, rootfs: Path, authorized_key: str) -> None:
     os.chmod(home / ".ssh", 0o700)
 
 
+DEVICETREE_DIR = "devicetree"  # under /lab/hw: the Pi's serial-number and model, as /sys/firmware/devicetree/base has them
+
+
 def write_hw(nd: NodeDir, unit: dict, fleet_info: dict) -> None:
-    """Write the unit's hardware and the fleet's settings, which the node sees read-only at /lab/hw."""
+    """Write the unit's hardware and the fleet's settings, which the node sees read-only at /lab/hw.
+
+    Also the Pi's own identity as a Pi's devicetree gives it (`serial-number`, `model`, NUL-terminated)
+    in /lab/hw/devicetree, which the virtual inventory's `lab_devicetree_dir` names.
+    """
+    from lab.virtual.emulator.hailo_emu.hw import pi_identity
+
     nd.hw.mkdir(parents=True, exist_ok=True)
-    write_atomic(nd.hw / "unit.json", json.dumps({"node": nd.name, **unit}, indent=2, sort_keys=True) + "\n")
+    entry = {**unit, "node": nd.name}
+    write_atomic(nd.hw / "unit.json", json.dumps(entry, indent=2, sort_keys=True) + "\n")
     write_atomic(nd.hw / "fleet.json", json.dumps(fleet_info, indent=2, sort_keys=True) + "\n")
+    pi = pi_identity(entry)
+    dt = nd.hw / DEVICETREE_DIR
+    dt.mkdir(exist_ok=True)
+    write_atomic(dt / "serial-number", pi["pi_serial"] + "\0")
+    write_atomic(dt / "model", pi["pi_model"] + "\0")
 
 
 def read_text(path: Path) -> str | None:

@@ -228,12 +228,12 @@ def test_any_measured_value_never_stops_ingest(db_session, values):
 
 # --- identities, artifacts, secrets, cascades --------------------------------------------------------
 
-def test_unit_identity_survives_a_move_and_falls_back_to_the_node(db_session):
+def test_unit_identity_survives_a_move_and_an_unidentified_unit_stays_apart(db_session):
     first = upsert_unit(db_session, "node1", serial="S1", chip="hailo10h")
     moved = upsert_unit(db_session, "node7", serial="S1", board="Hailo-10H")
     assert moved.id == first.id and (moved.node, moved.chip, moved.board) == ("node7", "hailo10h", "Hailo-10H")
-    bare = upsert_unit(db_session, "node2", chip="hailo8")
-    assert bare.key == "node:node2" and bare.id != first.id
+    bare = upsert_unit(db_session, "node2", chip="hailo8", scope="c1")
+    assert bare.key == "unidentified:c1:node2" and bare.id != first.id
     assert upsert_unit(db_session, "node3", soc_id="ABC").key == "soc:ABC"
 
 

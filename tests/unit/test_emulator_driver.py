@@ -96,9 +96,18 @@ def test_pcie_remove_twice_fails(tmp_path):
 def test_unit_defaults_and_validation():
     unit = hw.unit_with_defaults({"node": "node3"})
     assert unit["chip"] == "hailo10h" and unit["cma_leak"] == 1.0 and unit["board_sku"] == 6
-    assert len(unit["serial"]) == 24 and unit["serial"] != hw.unit_with_defaults({"node": "node4"})["serial"]
-    assert validate_unit({"chip": "hailo8", "cma_leak": 0}).resolved()["product_name"].startswith("HAILO-8")
-    for bad in ({"chip": "hailo9"}, {"cma_leak": -1}, {"colour": "red"}, {"pci_address": "1:0"}):
+    other = hw.unit_with_defaults({"node": "node4"})
+    assert unit["serial"] == "" and len(unit["soc_id"]) == 64 and len(unit["ult_id"]) == 24  # an AI HAT+ 2
+    assert unit["soc_id"] != other["soc_id"] and unit["pi_serial"] != other["pi_serial"]
+    moved = hw.unit_with_defaults({"node": "node4", "hat": "node3"})  # node3's HAT in node4's Pi
+    assert (moved["soc_id"], moved["ult_id"]) == (unit["soc_id"], unit["ult_id"])
+    assert (moved["pi_serial"], moved["pi_model"]) == (other["pi_serial"], "Raspberry Pi 5 Model B Rev 1.0")
+    assert len(unit["pi_serial"]) == 16 and unit["pi_serial"] == unit["pi_serial"].lower()
+    module = validate_unit({"chip": "hailo8", "serial": "HLLWM2B219500117", "product_name": "HAILO-8 M.2"}).resolved()
+    assert module["serial"] == "HLLWM2B219500117" and validate_unit({"chip": "hailo8"}).resolved()["product_name"] == ""
+    assert validate_unit({"soc_id": "", "ult_id": ""}).resolved()["soc_id"] == ""  # a chip that reports none
+    for bad in ({"chip": "hailo9"}, {"cma_leak": -1}, {"colour": "red"}, {"pci_address": "1:0"},
+                {"pi_serial": "XYZ"}, {"soc_id": "12"}, {"serial": "<N/A>"}):
         with pytest.raises(ValueError):
             validate_unit(bad)
 

@@ -73,28 +73,51 @@ def test_identify_extended_names_the_unit(tmp_path):
     sb = Sandbox(
         tmp_path,
         unit={
-            "serial": "FBFBBDDFC4DEF768D6CEF1F9",
+            "ult_id": "FBFBBDDFC4DEF768D6CEF1F9",
             "soc_id": "8CD33CE2AA4ABFFE8EAD7E1FCF27CEC6D8" "19C55DADEFEB9FF8C9184DAE93ECCB",
             "board_sku": 7,
         },
+        version="5.2.0",
     )
     sb.reboot()
-    out = sb.hailortcli("fw-control", "identify", "--extended").out
+    out = sb.hailortcli("fw-control", "identify", "--extended", version="5.2.0").out
     assert "LCS: 5\n" in out and "SoC ID: 8CD33CE2AA4ABFFE8EAD7E1FCF27CEC6D819C55DADEFEB9FF8C9184DAE93ECCB\n" in out
-    assert "ULT ID: FBFBBDDFC4DEF768D6CEF1F9\n" in out
+    assert "ULT ID: FBFBBDDFC4DEF768D6CEF1F9\n" in out and "Board SKU-ID: 7\n" in out
+    assert "Serial Number" not in out and "Board Name" not in out  # 5.x: an AI HAT+ 2 has neither
     assert "Board SKU-ID is: 7" in sb.kernel_log()
+    parsed = parsers.parse_identify(out)
+    assert (parsed.soc_id, parsed.ult_id, parsed.lcs, parsed.serial_number) == (
+        "8CD33CE2AA4ABFFE8EAD7E1FCF27CEC6D819C55DADEFEB9FF8C9184DAE93ECCB", "FBFBBDDFC4DEF768D6CEF1F9", 5, None)
+    plain = sb.hailortcli("fw-control", "identify", version="5.2.0").out
+    assert "SoC ID" not in plain and parsers.parse_identify(plain).extended is False
 
 
 def test_identify_on_hailo8_by_version(h8):
+    """4.23 prints no serial line for an AI HAT+ and LCS without its newline; 4.20 prints `<N/A>` (fw_control_command.cpp)."""
     out = h8.hailortcli("fw-control", "identify").out
-    assert "Board Name: Hailo-8\n" in out and "Serial Number" not in out  # 4.23 prints no serial lines
+    assert "Board Name: Hailo-8\n" in out and "Serial Number" not in out  # 4.22+: no line for an unset serial
+    extended = h8.hailortcli("fw-control", "identify", "--extended").out
+    assert "\nLCS: 3SoC ID: " in extended and parsers.parse_identify(extended).lcs == 3
     h8.install_driver("4.20.0")
     h8.modprobe(remove=True)
     h8.modprobe()
     out = h8.hailortcli("fw-control", "identify", version="4.20.0").out
     assert "Firmware Version: 4.20.0 (release,app,extended context switch buffer)" in out
-    assert "Part Number: HM218B1C2FA" in out
-    assert parsers.parse_identify(out).architecture == "HAILO8"
+    assert "Serial Number: <N/A>\nPart Number: <N/A>\nProduct Name: <N/A>\n" in out
+    parsed = parsers.parse_identify(out)
+    assert (parsed.architecture, parsed.serial_number, parsed.part_number) == ("HAILO8", None, None)
+    extended = h8.hailortcli("fw-control", "identify", "--extended", version="4.20.0").out
+    assert "\nLCS: 3\nSoC ID: " in extended
+
+
+def test_identify_serial_of_an_m2_module(tmp_path):
+    """A board with a programmed serial (the AI Kit's M.2 module) prints it on every version."""
+    sb = Sandbox(tmp_path, unit={"chip": "hailo8l", "serial": "HLDDLBB234500054", "part_number": "HM21LB1C2LAE",
+                                 "product_name": "HAILO-8L AI ACC M.2 B+M KEY MODULE EXT TMP"}, version="4.23.0")
+    sb.reboot()
+    out = sb.hailortcli("fw-control", "identify", version="4.23.0").out
+    assert "Serial Number: HLDDLBB234500054\nPart Number: HM21LB1C2LAE\n" in out
+    assert parsers.parse_identify(out).serial_number == "HLDDLBB234500054"
 
 
 def test_benchmark_5x_has_the_short_summary(h10):

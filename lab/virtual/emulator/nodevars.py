@@ -9,7 +9,12 @@ from lab.virtual.emulator.hailo_emu import tables
 KERNEL_INTERFACE_VARS = (
     "lab_kernel_log_cmd", "lab_pcie_remove_cmd", "lab_pcie_rescan_cmd", "lab_driver_version_cmd",
     "lab_loaded_driver_version_cmd", "lab_throttled_cmd", "lab_firmware_version_cmd", "lab_bootloader_version_cmd",
+    "lab_devicetree_dir",
 )
+
+# Where the Pi's devicetree is: a real Pi's, and the node's stand-in (written by lab.virtual.node.write_hw).
+PI_DEVICETREE_DIR = "/sys/firmware/devicetree/base"
+VIRTUAL_DEVICETREE_DIR = "/lab/hw/devicetree"
 
 # Where a real Pi 5's PCIe slot puts the Hailo device (the AI HAT+ / AI HAT+ 2).
 PI5_PCI_ADDRESS = "0001:01:00.0"
@@ -26,6 +31,8 @@ def virtual_node_vars(chip: str = "hailo10h", time_scale: float = 1.0) -> dict:
         "lab_driver_module": module,
         "lab_driver_version_cmd": "hailo-emu-modinfo -F version %s" % module,
         "lab_loaded_driver_version_cmd": "hailo-emu-modinfo --loaded -F version %s" % module,
+        # the host's /sys/firmware has no devicetree (and /proc/cpuinfo is the host's): the Pi's identity
+        "lab_devicetree_dir": VIRTUAL_DEVICETREE_DIR,
         "lab_time_scale": time_scale,
     }
 
@@ -43,5 +50,6 @@ def real_pi_vars(chip: str = "hailo10h", pci_address: str = PI5_PCI_ADDRESS) -> 
         "lab_throttled_cmd": "vcgencmd get_throttled",
         "lab_firmware_version_cmd": "vcgencmd version",
         "lab_bootloader_version_cmd": "vcgencmd bootloader_version",
+        "lab_devicetree_dir": PI_DEVICETREE_DIR,
         "lab_time_scale": 1.0,
     }

@@ -15,9 +15,18 @@ class UnitProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     node: Optional[str] = None
+    hat: Optional[str] = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="the HAT's name, seed of its derived SoC ID and ULT ID (default: the node's name)",
+    )
+    pi_serial: Optional[str] = Field(
+        None, pattern=r"^[0-9a-f]{16}$", description="the Pi's own serial (default derived from the node name)"
+    )
+    pi_model: Optional[str] = Field(None, max_length=128, description="the Pi's model string")
     chip: Literal["hailo10h", "hailo8", "hailo8l"] = "hailo10h"
-    serial: Optional[str] = Field(None, pattern=r"^[0-9A-Za-z]{1,32}$")
-    soc_id: Optional[str] = Field(None, pattern=r"^[0-9A-Fa-f]{64}$")
+    serial: Optional[str] = Field(None, pattern=r"^[0-9A-Za-z]{0,16}$", description="empty: none programmed")
+    soc_id: Optional[str] = Field(None, pattern=r"^([0-9A-Fa-f]{64})?$", description="empty: the chip reports none")
+    ult_id: Optional[str] = Field(None, pattern=r"^([0-9A-Fa-f]{24})?$", description="empty: the chip reports none")
     board_sku: Optional[int] = Field(None, ge=0, le=255)
     lcs: Optional[int] = Field(None, ge=0, le=255)
     pci_address: Optional[str] = Field(None, pattern=r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")

@@ -177,32 +177,63 @@ class Cli:
         return self.runtime.chip.unit["pci_address"]
 
     def identify(self, extended: bool) -> int:
-        """`fw-control identify [--extended]` in the format of this library version."""
+        """`fw-control identify [--extended]` as hailortcli's fw_control_command.cpp prints it per version.
+
+        4.19-4.21 print `<N/A>` for an empty serial, part or product name; 4.22 and later print no such
+        line (and 5.x no empty Board Name). See docs/emulator.md for the per-version table.
+        """
         ident = self.runtime.identity()
-        v5 = family(self.version) >= 5
-        self.say("Executing on device: %s" % ident["device_id"])
-        self.say("Identifying board")
-        self.say("Control Protocol Version: %d" % ident["protocol_version"])
+        v = version_tuple(self.version)
+        lines = ["Executing on device: %s" % ident["device_id"], "Identifying board",
+                 "Control Protocol Version: %d" % ident["protocol_version"]]
         extra = ",extended context switch buffer" if ident["extended_context_switch_buffer"] else ""
-        self.say("Firmware Version: %s (release,app%s)" % (ident["firmware_version"], extra))
-        self.say("Logger Version: %d" % ident["logger_version"])
-        if not v5:
-            self.say("Board Name: %s" % ident["board_name"])
-        self.say("Device Architecture: %s" % ident["arch"])
-        if not v5 and self.version != "4.23.0":
-            self.say("Serial Number: %s" % (ident["serial"] or "<N/A>"))
-            self.say("Part Number: %s" % (ident["part_number"] or "<N/A>"))
-            self.say("Product Name: %s" % (ident["product_name"] or "<N/A>"))
+        lines.append("Firmware Version: %s (release,app%s)" % (ident["firmware_version"], extra))
+        lines.append("Logger Version: %d" % ident["logger_version"])
+        if ident["board_name"] or v < (5,):
+            lines.append("Board Name: %s" % ident["board_name"])
+        lines.append("Device Architecture: %s" % ident["arch"])
+        for key, name in (("serial", "Serial Number"), ("part_number", "Part Number"), ("product_name", "Product Name")):
+            if ident[key]:
+                lines.append("%s: %s" % (name, ident[key]))
+            elif v < (4, 22):
+                lines.append("%s: <N/A>" % name)
+        text = "\n".join(lines) + "\n"
         if extended:
-            self.say("Boot source: %s" % ident["boot_source"])
-            self.say("Neural Network Core Clock Rate: %dMHz" % ident["nn_clock_mhz"])
-            self.say("Device supported features: PCIE")
-            self.say("LCS: %d" % ident["lcs"])
-            if ident["soc_id"]:
-                self.say("SoC ID: %s" % ident["soc_id"])
-            self.say("ULT ID: %s" % ident["serial"])
-        self.say()
+            text += extended_lines(ident, v)
+        self.out.write(text + "\n")
         return 0
+
+
+def version_tuple(version: str) -> tuple:
+    """(major, minor, patch) of a HailoRT version string."""
+    return tuple(int(p) for p in version.split(".")[:3] if p.isdigit())
+
+
+def extended_lines(ident: dict, v: tuple) -> str:
+    """What `identify --extended` adds, per version (fw_control_command.cpp, print_extended_device_information).
+
+    LCS 0 is "not configured": 4.20 prints `LCS: 0`, 4.21 `LCS: <N/A>`, 4.22+ nothing; 4.22 and 4.23
+    print a set LCS without its newline (`LCS: 3SoC ID: ...`), as their valid_attr_str does. SoC ID and
+    ULT ID are printed only when not all zero; the board SKU line is the Hailo-10H's (5.1 and later).
+    """
+    out = "Boot source: %s\n" % ident["boot_source"]
+    out += "Neural Network Core Clock Rate: %dMHz\n" % ident["nn_clock_mhz"]
+    out += "Device supported features: PCIE\n"
+    lcs = int(ident["lcs"])
+    if v < (4, 21):
+        out += "LCS: %d\n" % lcs
+    elif v < (4, 22):
+        out += "LCS: %s\n" % (lcs if lcs else "<N/A>")
+    elif lcs:
+        out += "LCS: %d" % lcs + ("" if v < (5,) else "\n")
+    if ident["soc_id"]:
+        out += "SoC ID: %s\n" % ident["soc_id"].upper()
+    if ident["ult_id"]:
+        out += "ULT ID: %s\n" % ident["ult_id"].upper()
+    if ident["arch"] == "HAILO10H" and v >= (5, 1):
+        label = "SKU-ID" if v < (5, 1, 1) else "board SKU-ID" if v < (5, 2) else "Board SKU-ID"
+        out += "%s: %d\n" % (label, int(ident["board_sku"]))
+    return out
 
 
 def main(argv=None, library_version: str = "5.3.0", chip=None, out=None, err=None) -> int:

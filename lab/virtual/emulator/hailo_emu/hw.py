@@ -50,13 +50,23 @@ def _read_json(path: str) -> dict:
     return data
 
 
-def _derived(node: str, what: str, length: int) -> str:
-    """A stable upper-case hex string derived from the node name (default serial and SoC ID)."""
-    return hashlib.sha256(("%s:%s" % (node, what)).encode()).hexdigest().upper()[:length]
+def _derived(seed: str, what: str, length: int) -> str:
+    """A stable upper-case hex string derived from a name (default SoC ID, ULT ID, Pi serial)."""
+    return hashlib.sha256(("%s:%s" % (seed, what)).encode()).hexdigest().upper()[:length]
+
+
+# The fields of a node's entry that belong to the Pi, not to the HAT: they stay when a HAT moves.
+PI_FIELDS = ("node", "pi_serial", "pi_model", "pci_address")
+PI5_MODEL = "Raspberry Pi 5 Model B Rev 1.0"
 
 
 def unit_with_defaults(raw: dict) -> dict:
-    """Complete a unit description with the documented defaults of its chip."""
+    """Complete a unit description with the documented defaults of its chip.
+
+    The HAT's identity (SoC ID, ULT ID) derives from `hat`, the HAT's own name (default: the node it
+    was first put in), so a HAT that moves to another node keeps it; the Pi's (`pi_serial`) derives
+    from the node. A `serial` left empty is a board with none programmed, as Raspberry Pi's HATs are.
+    """
     chip = raw.get("chip") or "hailo10h"
     if chip not in tables.CHIPS:
         raise ValueError("unknown chip %r (known: %s)" % (chip, ", ".join(sorted(tables.CHIPS))))
@@ -65,14 +75,29 @@ def unit_with_defaults(raw: dict) -> dict:
     unit["chip"] = chip
     node = str(unit.get("node") or "node")
     unit["node"] = node
-    if not unit.get("serial"):
-        if chip == "hailo10h":
-            unit["serial"] = _derived(node, "serial", 24)
-        else:
-            unit["serial"] = "HLDDLBB" + str(int(_derived(node, "serial", 12), 16))[-9:]
-    if not unit.get("soc_id"):
-        unit["soc_id"] = _derived(node, "soc", 64) if chip == "hailo10h" else ""
+    hat = str(unit.get("hat") or node)
+    unit["hat"] = hat
+    if unit.get("soc_id") is None:
+        unit["soc_id"] = _derived(hat, "soc", 64)
+    if unit.get("ult_id") is None:
+        unit["ult_id"] = _derived(hat, "ult", 24)
+    unit["serial"] = unit.get("serial") or ""
+    unit.update(pi_identity(unit))
     return unit
+
+
+def pi_identity(unit: dict) -> dict:
+    """The Pi's own serial (16 lower-case hex digits, as a Pi 5 reports it) and model, defaults derived from the node."""
+    node = str(unit.get("node") or "node")
+    return {"pi_serial": str(unit.get("pi_serial") or _derived(node, "pi", 16).lower()),
+            "pi_model": str(unit.get("pi_model") or PI5_MODEL)}
+
+
+def hat_of(unit: dict) -> dict:
+    """A node entry's HAT fields (what moves with the HAT), its name (`hat`) made explicit."""
+    hat = {k: v for k, v in unit.items() if k not in PI_FIELDS}
+    hat["hat"] = str(unit.get("hat") or unit.get("node") or "node")
+    return hat
 
 
 def load_unit(paths: Paths) -> dict:

@@ -55,6 +55,7 @@ class Runtime:
             "product_name": u["product_name"],
             "lcs": u["lcs"],
             "soc_id": u["soc_id"],
+            "ult_id": u["ult_id"],
             "board_sku": u["board_sku"],
             "boot_source": "PCIE",
             "nn_clock_mhz": 1000 if soc else 400,

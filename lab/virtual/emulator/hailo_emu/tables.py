@@ -43,13 +43,18 @@ CHIPS = {
 
 PCI_VENDOR = "1e60"
 
-# Every unit field with its default per chip; None means "derived from the node name" (see hw.py).
+# Every unit field with its default per chip; None means "derived from the HAT's name" (see hw.py).
+# Boards as Raspberry Pi sells them (AI HAT+ / AI HAT+ 2): no serial, part or product name programmed
+# ("AI HAT+ devices may show <N/A> for Serial Number, Part Number and Product Name", Raspberry Pi's AI
+# getting-started page), so 4.19-4.21 print `<N/A>` and 4.22+ / 5.x print no such line; an M.2 module
+# (the AI Kit's) is a profile that sets serial, part_number and product_name.
 # The Hailo-10H defaults are the seed's unit: susceptible to the chip-side CMA leak, thermally
 # calibrated so 25 back-to-back 15 s benchmarks reproduce the seed's temperature column.
 UNIT_DEFAULTS = {
     "hailo10h": {
-        "serial": None,
+        "serial": "",
         "soc_id": None,
+        "ult_id": None,
         "board_sku": 6,
         "lcs": 5,
         "pci_address": "0001:01:00.0",
@@ -66,13 +71,14 @@ UNIT_DEFAULTS = {
         "throttle_floor": 0.5,
     },
     "hailo8": {
-        "serial": None,
+        "serial": "",
         "soc_id": None,
+        "ult_id": None,
         "board_sku": 0,
-        "lcs": 0,
+        "lcs": 3,
         "pci_address": "0001:01:00.0",
-        "part_number": "HM218B1C2FA",
-        "product_name": "HAILO-8 AI ACCELERATOR M.2 M KEY MODULE",
+        "part_number": "",
+        "product_name": "",
         "cma_leak": 0.0,
         "cma_pool_chunks": 12,
         "perf_factor": 1.0,
@@ -84,13 +90,14 @@ UNIT_DEFAULTS = {
         "throttle_floor": 0.5,
     },
     "hailo8l": {
-        "serial": None,
+        "serial": "",
         "soc_id": None,
+        "ult_id": None,
         "board_sku": 0,
-        "lcs": 0,
+        "lcs": 3,
         "pci_address": "0001:01:00.0",
-        "part_number": "HM21LB1C2LAE",
-        "product_name": "HAILO-8L AI ACC M.2 B+M KEY MODULE EXT TMP",
+        "part_number": "",
+        "product_name": "",
         "cma_leak": 0.0,
         "cma_pool_chunks": 12,
         "perf_factor": 1.0,
