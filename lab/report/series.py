@@ -107,7 +107,10 @@ class SeriesBuilder:
         """File a telemetry reading under its benchmark position (see `add`)."""
         readings = self.series.telemetry
         position = len(self.series) if benchmark or not len(self.series) else len(self.series) - 1
-        mine = readings.setdefault(position, {})
+        mine = readings.get(position)
+        if mine is None:  # the usual case: one reading per benchmark, kept as given
+            readings[position] = dict(reading)
+            return
         for name, value in reading.items():
             if name == "cma_errors" and mine.get(name) is not None:
                 value = mine[name] + value  # two snapshots after one benchmark: their new lines add up

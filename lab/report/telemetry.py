@@ -64,24 +64,34 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def cma_errors_of(readings: Mapping[int, Mapping[str, Any]]) -> dict[int, int]:
+    """Benchmark number (1-based) -> new CMA alloc failures, for the benchmarks whose runtime log was read."""
+    out = {}
+    for position in sorted(readings):
+        errors = _number(readings[position].get("cma_errors"))
+        if errors is not None:
+            out[position + 1] = int(errors)
+    return out
+
+
+_FINITE = (int, float)
+_INF = (math.inf, -math.inf)
+
+
 def summarize(readings: Mapping[int, Mapping[str, Any]]) -> RunTelemetry:
     """The run's telemetry from its readings (benchmark position, 0-based -> the TELEMETRY fields that were read)."""
     t = RunTelemetry()
     columns: dict[str, list[Any]] = {name: [] for name in TELEMETRY}
     for position in sorted(readings):
-        reading = readings[position]
-        for name in TELEMETRY:
-            value = reading.get(name)
-            if value is not None:
+        for name, value in readings[position].items():
+            if value is not None and name in columns:
                 columns[name].append(value)
-        errors = _number(reading.get("cma_errors"))
-        if errors is not None:
-            t.cma_errors[position + 1] = int(errors)
+    t.cma_errors = cma_errors_of(readings)
 
     def span(name: str) -> tuple[float, float] | None:
-        """(lowest, highest) of a numeric column, or None."""
-        values = [v for v in map(_number, columns[name]) if v is not None]
-        return (min(values), max(values)) if values else None
+        """(lowest, highest) of a numeric column, or None (not a number, NaN and infinities left out)."""
+        values = [v for v in columns[name] if v.__class__ in _FINITE and v == v and v not in _INF]
+        return (float(min(values)), float(max(values))) if values else None
 
     width = span("pcie_width")
     t.width = (int(width[0]), int(width[1])) if width else None
