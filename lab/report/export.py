@@ -120,7 +120,8 @@ def report_document(model: CampaignModel) -> dict[str, Any]:
                                "host_model": r.host_model} for r in model.runs if r.unit_key == u.key]}
                   for u in model.units.values()],
         "runs": [run_dict(model, run, f.runs[run.index]) for run in model.runs],
-        "matrix": [{"unit": cell.unit_key, "stack": model.stacks[cell.stack_id].name, "runs": cell.runs,
+        "matrix": [{"unit": cell.unit_key, "label": model.units[cell.unit_key].label,
+                    "stack": model.stacks[cell.stack_id].name, "runs": cell.runs,
                     **cell.counts.to_dict()} for cell in f.cells],
         "stack_totals": [{"stack": model.stacks[t.stack_id].name, "units_degraded": t.units_degraded,
                           "units_tested": t.units_tested, **t.counts.to_dict()} for t in f.stacks],

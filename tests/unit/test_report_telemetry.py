@@ -296,3 +296,26 @@ def test_the_matrix_follows_the_hat_across_campaigns(planted):
     assert [row.split("  ")[0] for row in rows] == ["SoC A4EE0CA6…45AC", "SoC FAF1C754…88FA", "SoC FA8A31B4…A9CC",
                                                     "SoC A82B2479…B110"]  # four HATs, four rows, in both campaigns
     assert "node1" not in text and "node2" not in text
+
+
+def test_a_held_device_is_named_in_every_format(tmp_path):
+    """A pre-flight that found another client on /dev/hailo0 ends the run as an infra error naming it."""
+    engine = open_database(f"sqlite:///{tmp_path / 'held.db'}")
+    with Session(engine) as session, session.begin():
+        campaign = plant_campaign(session, "held", units=1, repeats=1, infra_errors=((0, 1),), artifacts=False)
+        (run,) = campaign.runs
+        soak = run.phases[1]
+        soak.preflight = {"ready": True, "ready_s": 31.0, "holder": {"name": "hailo-ollama", "pid": 1234},
+                          "device": {"bdf": "0001:01:00.0", "vendor": "1e60", "device": "45c4"}}
+        soak.ready_s = 31.0
+        run.error = soak.error = "soak: /dev/hailo0 is held by hailo-ollama (pid 1234)"
+    line = ("ready after 31.0 s; device 0001:01:00.0 [1e60:45c4]; held by hailo-ollama (pid 1234)")
+    assert f"  #0 node1 (Pi 5 Model B Rev 1.0, serial …ca12f31b) soak: {line}" in render(engine, "text", "held")
+    assert f"| 0 | node1 (Pi 5 Model B Rev 1.0, serial …ca12f31b) | soak | {line} |" in render(engine, "md", "held")
+    page = Page()
+    page.feed(render(engine, "html", "held"))
+    assert page.tables["preflight"][1][3] == line
+    doc = json.loads(render(engine, "json", "held"))
+    assert doc["runs"][0]["verdict"] == "infra_error"
+    assert doc["runs"][0]["phases"][1]["preflight"]["holder"] == {"name": "hailo-ollama", "pid": 1234}
+    engine.dispose()
