@@ -43,7 +43,7 @@ def render_text(model: CampaignModel) -> str:
         out += ["", "telemetry per run (PCIe link current of max; host CMA free at its lowest; the Pi's SoC)"]
         out += table([[str(t["index"]), t["unit"], t["node"], t["link"], t["link_flag"], t["power"], t["aspm"],
                        t["cma"], t["soc_temp"], t["arm_clock"], t["throttled"]] for t in v["telemetry"]],
-                     ["#", "unit", "node", "PCIe link", "", "power", "ASPM", "host CMA", "Pi SoC", "ARM clock",
+                     ["#", "unit", "node", "PCIe link", "", "power", "ASPM", "host CMA (lowest)", "Pi SoC", "ARM clock",
                       "Pi throttled"])
         out += ["", "CMA alloc failures (chip runtime log) against the fall of fps, per run"]
         out += [f"  #{t['index']} {t['unit']} · {t['stack']} rep {t['repeat']}: {t['cma_fall']}"

@@ -171,11 +171,11 @@ def link_text(t: RunTelemetry) -> str:
 
 
 def cma_text(t: RunTelemetry) -> str:
-    """Host CMA: `51.2 of 64.0 MiB free at least`."""
+    """Host CMA at its lowest over the run: `51.2 of 64.0 MiB free`."""
     if t.cma_free_min_kb is None:
         return ""
     total = f" of {t.cma_total_kb / 1024:.1f}" if t.cma_total_kb else ""
-    return f"{t.cma_free_min_kb / 1024:.1f}{total} MiB free at least"
+    return f"{t.cma_free_min_kb / 1024:.1f}{total} MiB free"
 
 
 def throttled_text(t: RunTelemetry) -> str:

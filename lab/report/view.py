@@ -285,6 +285,7 @@ def telemetry_rows(model: CampaignModel) -> list[dict[str, Any]]:
         cma = finding.cma
         rows.append({"index": run.index, "unit": model.units[run.unit_key].label, "node": run.node,
                      "pi": host_text(run.node, run.host_serial, run.host_model),
+                     "pi_short": f"{run.node} (Pi …{run.host_serial[-8:]})" if run.host_serial else run.node,
                      "host_serial": run.host_serial or "", "host_model": run.host_model or "",
                      "stack": model.stacks[run.stack_id].name, "repeat": run.repeat, "verdict": finding.verdict,
                      **telemetry_row(t),

@@ -60,21 +60,21 @@ runs
   #6 SoC FA8A31B4…A9CC: infra_error: soak: unreachable: reboot timeout after 600 s
 
 telemetry per run (PCIe link current of max; host CMA free at its lowest; the Pi's SoC)
-#  unit               node   PCIe link                             power  ASPM      host CMA                        \
-Pi SoC        ARM clock  Pi throttled
-0  SoC A4EE0CA6…45AC  node1  x1 of x4, 8.0 of 8.0 GT/s  below max  D0     L1        50.2 of 64.0 MiB free at least  \
+#  unit               node   PCIe link                             power  ASPM      host CMA (lowest)      Pi SoC   \
+     ARM clock  Pi throttled
+0  SoC A4EE0CA6…45AC  node1  x1 of x4, 8.0 of 8.0 GT/s  below max  D0     L1        50.2 of 64.0 MiB free  \
 48.9–58.0 °C  2400 MHz   none
-1  SoC FAF1C754…88FA  node2  x1 of x4, 8.0 of 8.0 GT/s  below max  D0     L1        50.2 of 64.0 MiB free at least  \
+1  SoC FAF1C754…88FA  node2  x1 of x4, 8.0 of 8.0 GT/s  below max  D0     L1        50.2 of 64.0 MiB free  \
 48.9–58.0 °C  2400 MHz   none
-2  SoC FA8A31B4…A9CC  node3  x1 of x4, 5.0 of 8.0 GT/s  below max  D0     L1        50.2 of 64.0 MiB free at least  \
+2  SoC FA8A31B4…A9CC  node3  x1 of x4, 5.0 of 8.0 GT/s  below max  D0     L1        50.2 of 64.0 MiB free  \
 48.9–58.0 °C  2400 MHz   under-voltage now, throttled now, under-voltage has occurred, throttling has occurred
-3  SoC A82B2479…B110  node4  x1 of x4, 8.0 of 8.0 GT/s  below max  D0     disabled  50.2 of 64.0 MiB free at least  \
+3  SoC A82B2479…B110  node4  x1 of x4, 8.0 of 8.0 GT/s  below max  D0     disabled  50.2 of 64.0 MiB free  \
 48.9–58.0 °C  2400 MHz   none
-4  SoC A4EE0CA6…45AC  node2  x1 of x4, 8.0 of 8.0 GT/s  below max  D0     L1        50.2 of 64.0 MiB free at least  \
+4  SoC A4EE0CA6…45AC  node2  x1 of x4, 8.0 of 8.0 GT/s  below max  D0     L1        50.2 of 64.0 MiB free  \
 48.9–58.0 °C  2400 MHz   none
-5  SoC FAF1C754…88FA  node1  x1 of x4, 8.0 of 8.0 GT/s  below max  D0     L1        50.2 of 64.0 MiB free at least  \
+5  SoC FAF1C754…88FA  node1  x1 of x4, 8.0 of 8.0 GT/s  below max  D0     L1        50.2 of 64.0 MiB free  \
 48.9–58.0 °C  2400 MHz   none
-7  SoC A82B2479…B110  node4  x1 of x4, 8.0 of 8.0 GT/s  below max  D0     disabled  50.2 of 64.0 MiB free at least  \
+7  SoC A82B2479…B110  node4  x1 of x4, 8.0 of 8.0 GT/s  below max  D0     disabled  50.2 of 64.0 MiB free  \
 48.9–58.0 °C  2400 MHz   none
 
 CMA alloc failures (chip runtime log) against the fall of fps, per run
