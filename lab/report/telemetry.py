@@ -254,7 +254,13 @@ def preflight_text(pre: Mapping[str, Any] | None, ready_s: float | None = None) 
     chip = _chip(pre.get("chip") if "chip" in pre else pre.get("chip_check"))
     if chip:
         parts.append(chip)
+    for key, value in pre.items():  # anything else it found, said plainly (a clock check, a service stopped)
+        if key not in _PREFLIGHT_KEYS and isinstance(value, (str, int, float, bool)) and len(str(value)) <= 80:
+            parts.append(f"{key.replace('_', ' ')} {'yes' if value is True else 'no' if value is False else value}")
     return "; ".join(parts)
+
+
+_PREFLIGHT_KEYS = {"ready", "ready_s", "device", "bdf", "vendor", "device_id", "ids", "holder", "chip", "chip_check"}
 
 
 def host_text(node: str, serial: str | None, model: str | None) -> str:

@@ -105,6 +105,8 @@ def test_preflight_line():
     assert preflight_text(pre) == ("ready after 41.3 s; device 0001:01:00.0 [1e60:45c4]; held by hailort.service "
                                    "(pid 812); chip hailo10h MISMATCH inventory hailo8")
     assert preflight_text({"ready": False, "holder": None}) == "not ready; device free"
+    assert preflight_text({"ready": True, "clock_synchronised": False, "stopped": "hailort.service"}) == (
+        "ready; clock synchronised no; stopped hailort.service")
     assert preflight_text(None, 12.0) == "ready after 12.0 s"
 
 
