@@ -29,6 +29,9 @@ def report_command(
 ) -> None:
     """Report a campaign: verdict per run, unit x stack matrix with 95 % intervals, thermal, trigger, recovery.
 
+    Units are the HATs, keyed by chip identity (SoC ID, else serial), with the Pis they sat in.
+    Per run: telemetry, pre-flight, and where CMA alloc failures begin beside where fps falls.
+
     Formats:
         text  a compact terminal table
         md    to paste into a forum post or vendor issue; with -o, PNG charts in STEM-figures/ beside it

@@ -33,11 +33,13 @@ def compare_view(models: list[CampaignModel]) -> dict[str, Any]:
                           "recovery": recovery_sentence(model)})
         for cell in f.cells:
             unit, stack = model.units[cell.unit_key], model.stacks[cell.stack_id]
-            row = rows.setdefault((unit.key, stack.name), {"unit": unit.label, "stack": stack.name, "cells": {}})
+            # keyed by the chip's identity: a HAT that moved to another Pi between campaigns keeps its row
+            row = rows.setdefault((unit.key, stack.name), {"unit": unit.label, "key": unit.key, "node": unit.node,
+                                                           "stack": stack.name, "cells": {}})
             row["cells"][label] = cell.counts
         for t in f.stacks:
             totals.setdefault(model.stacks[t.stack_id].name, {})[label] = t
-    ordered = sorted(rows.values(), key=lambda r: (r["stack"], natural_key(r["unit"])))
+    ordered = sorted(rows.values(), key=lambda r: (r["stack"], natural_key(r["node"]), r["unit"]))
     return {"labels": labels, "campaigns": campaigns, "rows": ordered,
             "totals": [{"stack": name, "cells": cells} for name, cells in sorted(totals.items())]}
 
@@ -99,7 +101,7 @@ def compare_document(view: dict[str, Any]) -> dict[str, Any]:
     return {
         "campaigns": [{k: (v.to_dict() if k == "total" else v) for k, v in c.items() if k != "started"}
                       for c in view["campaigns"]],
-        "rows": [{"unit": r["unit"], "stack": r["stack"], "cells": {x: counts(r["cells"].get(x))
+        "rows": [{"unit": r["unit"], "key": r["key"], "stack": r["stack"], "cells": {x: counts(r["cells"].get(x))
                                                                    for x in view["labels"]}} for r in view["rows"]],
         "totals": [{"stack": t["stack"], "cells": {x: ({"units_degraded": t["cells"][x].units_degraded,
                                                          "units_tested": t["cells"][x].units_tested,

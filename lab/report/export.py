@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -13,6 +14,8 @@ from sqlalchemy.engine import Engine
 from lab.report.findings import compute_findings, run_finding
 from lab.report.load import SAMPLE_COLUMNS, iso_ts, load_series, open_campaign
 from lab.report.model import CampaignModel, RunFinding, RunInfo
+from lab.report.telemetry import RunTelemetry, link_text, summarize
+from lab.report.view import cma_sentence
 
 TS = 2 + SAMPLE_COLUMNS.index("ts")  # position in a scanned row: run id, phase id, then the columns
 CSV_HEADER = ("campaign", "run", "node", "unit", "stack", "repeat", "verdict", "phase") + SAMPLE_COLUMNS + ("extra",)
@@ -111,15 +114,19 @@ def report_document(model: CampaignModel) -> dict[str, Any]:
     assert f is not None, "compute_findings first"
     return {
         "records": model.sample_count,
-        "units": [{"key": u.key, "node": u.node, "serial": u.serial, "soc_id": u.soc_id, "chip": u.chip,
-                   "board": u.board, "reported": u.observed} for u in model.units.values()],
+        "units": [{"key": u.key, "label": u.label, "node": u.node, "serial": u.serial, "soc_id": u.soc_id,
+                   "chip": u.chip, "board": u.board, "identity": u.identity, "reported": u.observed,
+                   "sat_in": [{"run": r.index, "node": r.node, "host_serial": r.host_serial,
+                               "host_model": r.host_model} for r in model.runs if r.unit_key == u.key]}
+                  for u in model.units.values()],
         "runs": [run_dict(model, run, f.runs[run.index]) for run in model.runs],
-        "matrix": [{"unit": cell.unit_key, "stack": model.stacks[cell.stack_id].name, "runs": cell.runs,
+        "matrix": [{"unit": cell.unit_key, "label": model.units[cell.unit_key].label,
+                    "stack": model.stacks[cell.stack_id].name, "runs": cell.runs,
                     **cell.counts.to_dict()} for cell in f.cells],
         "stack_totals": [{"stack": model.stacks[t.stack_id].name, "units_degraded": t.units_degraded,
                           "units_tested": t.units_tested, **t.counts.to_dict()} for t in f.stacks],
         "findings": {"total": f.total.to_dict(), "thermal": vars(f.thermal), "trigger": vars(f.trigger),
-                     "recovery": [vars(a) for a in f.recovery]},
+                     "recovery": [vars(a) for a in f.recovery], "cma": cma_sentence(model)},
         "artifacts": [vars(a) for a in model.artifacts],
     }
 
@@ -138,7 +145,23 @@ def run_dict(model: CampaignModel, run: RunInfo, finding: RunFinding) -> dict[st
             "flagged": [{"benchmark": pos + 1, "reason": why} for pos, why in sorted(run.series.flagged.items())]
             + [{"benchmark": None, "reason": why} for why in run.series.flagged_other],
             "phases": [{"index": p.index, "name": p.name, "status": p.status, "boot_id": p.boot_id,
-                        "error": p.error} for p in run.phases]}
+                        "error": p.error, "preflight": p.preflight, "ready_s": p.ready_s} for p in run.phases],
+            "host": {"node": run.node, "serial": run.host_serial, "model": run.host_model},
+            "telemetry": telemetry_dict(summarize(run.series.telemetry)) if run.series.telemetry else None,
+            "cma": asdict(finding.cma) if finding.cma is not None else None}
+
+
+def telemetry_dict(t: RunTelemetry) -> dict[str, Any]:
+    """A run's telemetry summary: the figures, the link flag and the throttling names."""
+    return {"pcie": {"width": list(t.width) if t.width else None, "max_width": t.max_width,
+                     "speed_gts": list(t.speed) if t.speed else None, "max_speed_gts": t.max_speed,
+                     "below_max": t.link_below_max, "text": link_text(t)},
+            "power_states": t.power_states, "aspm": t.aspm,
+            "host_cma_kb": {"free_min": t.cma_free_min_kb, "total": t.cma_total_kb},
+            "soc_temp_c": list(t.soc_temp) if t.soc_temp else None,
+            "arm_clock_mhz": list(t.arm_clock_mhz) if t.arm_clock_mhz else None,
+            "throttled": t.throttled, "throttled_unreadable": t.throttled_unreadable,
+            "cma_errors": {str(run): n for run, n in sorted(t.cma_errors.items())}}
 
 
 def _dict(result: Any) -> Any:

@@ -11,6 +11,7 @@ from lab.analysis import (RecoveryAnalysis, SeriesAnalysis, Verdict, aggregate_v
 from lab.report.model import (PENDING, ActionFinding, CampaignFinding, CampaignModel, Cell, Findings, RunFinding,
                               RunInfo, Segment, StackTotal)
 from lab.report.series import REBOOT
+from lab.report.telemetry import cma_errors_of, cma_versus_fall
 
 DEGRADED_TAIL = 3  # the degraded fps before a recovery attempt: median of the last 3 soak benchmarks
 
@@ -74,7 +75,9 @@ def run_finding(run: RunInfo) -> RunFinding:
     value, reason = verdict.verdict.value, verdict.reason
     if run.status in ("pending", "running"):  # a live report: figures so far, no verdict yet
         value, reason = PENDING, f"run is {run.status} ({len(series)} benchmarks so far; {reason})"
-    return RunFinding(value, reason, detail, thermal, run_recovery(run, segment, detail), run_attribution(run))
+    fall = detail.onset_run if detail is not None and value == Verdict.DEGRADED.value else None
+    cma = cma_versus_fall(cma_errors_of(series.telemetry), fall) if series.telemetry else None
+    return RunFinding(value, reason, detail, thermal, run_recovery(run, segment, detail), run_attribution(run), cma)
 
 
 def run_recovery(run: RunInfo, segment: Segment, detail: SeriesAnalysis | None) -> RecoveryAnalysis | None:

@@ -18,13 +18,16 @@ from lab.report.findings import compute_findings
 from lab.report.model import ArtifactInfo, CampaignInfo, CampaignModel, PhaseInfo, RunInfo, StackInfo, UnitInfo
 from lab.report.series import MEASURE_STEPS, SeriesBuilder
 from lab.report.summary import find_campaign
+from lab.report.telemetry import TELEMETRY
 from lab.report.view import natural_key
 
 STREAM_ROWS = 10_000  # rows fetched per round trip; memory stays flat however many samples there are
 SAMPLE_COLUMNS = ("seq", "step", "step_index", "run_index", "ts", "fps", "temp", "temp_min", "temp_max",
-                  "configure_count", "boot_id", "uptime", "nominal_s", "throttled", "chip_throttling", "error")
+                  "configure_count", "boot_id", "uptime", "nominal_s", "throttled", "chip_throttling", "error",
+                  *(c for c in TELEMETRY if c != "throttled"))
 FEED_COLUMNS = ("phase_id", "step", "step_index", "fps", "temp", "boot_id", "nominal_s", "chip_throttling", "error",
-                "extra")
+                *TELEMETRY, "extra")
+_FIXED = FEED_COLUMNS.index(TELEMETRY[0])  # the feed's telemetry columns start here (after phase id .. error)
 
 
 def load_report(engine: Engine, ref: str) -> CampaignModel:
@@ -48,19 +51,24 @@ def open_campaign(engine: Engine, ref: str) -> CampaignModel:
         runs: list[RunInfo] = []
         rows = session.execute(
             select(Run.id, Run.index, Run.node, Run.stack_id, Run.repeat, Run.status, Run.verdict, Run.error,
-                   Run.started_at, Run.finished_at, Unit.key, Unit.serial, Unit.soc_id, Unit.chip, Unit.board)
+                   Run.started_at, Run.finished_at, Run.host_serial, Run.host_model, Unit.key, Unit.serial,
+                   Unit.soc_id, Unit.chip, Unit.board, Unit.identity)
             .outerjoin(Unit, Unit.id == Run.unit_id).where(Run.campaign_id == campaign.id).order_by(Run.index))
-        for (rid, index, node, stack_id, repeat, status, verdict, error, started, finished,
-             key, serial, soc_id, chip, board) in rows:
+        for (rid, index, node, stack_id, repeat, status, verdict, error, started, finished, host_serial, host_model,
+             key, serial, soc_id, chip, board, identity) in rows:
             key = key or f"node:{node}"
             if key not in units:
-                units[key] = UnitInfo(key, node, serial, soc_id, chip or stacks[stack_id].chip, board)
-            runs.append(RunInfo(rid, index, node, key, stack_id, repeat, status, verdict, error, started, finished))
+                units[key] = UnitInfo(key, node, serial, soc_id, chip or stacks[stack_id].chip, board,
+                                      identity=identity if isinstance(identity, dict) else {})
+            runs.append(RunInfo(rid, index, node, key, stack_id, repeat, status, verdict, error, started, finished,
+                                host_serial=host_serial, host_model=host_model))
         by_id = {r.id: r for r in runs}
-        for pid, run_id, index, name, status, boot_id, error in session.execute(
-                select(Phase.id, Phase.run_id, Phase.index, Phase.name, Phase.status, Phase.boot_id, Phase.error)
+        for pid, run_id, index, name, status, boot_id, error, preflight, ready_s in session.execute(
+                select(Phase.id, Phase.run_id, Phase.index, Phase.name, Phase.status, Phase.boot_id, Phase.error,
+                       Phase.preflight, Phase.ready_s)
                 .where(Phase.run_id.in_(run_ids)).order_by(Phase.run_id, Phase.index)):
-            by_id[run_id].phases.append(PhaseInfo(index, name, status, boot_id, error, pid))
+            by_id[run_id].phases.append(PhaseInfo(index, name, status, boot_id, error, pid,
+                                                  preflight if isinstance(preflight, dict) else None, ready_s))
         artifacts = artifact_list(session, campaign.id, {r.id: r.index for r in runs})
     ordered = dict(sorted(units.items(), key=lambda kv: natural_key(kv[1].node)))
     return CampaignModel(info, ordered, stacks, runs, artifacts, 0)
@@ -85,12 +93,18 @@ def load_series(engine: Engine, model: CampaignModel, on_run: Callable[[RunInfo,
         builder = SeriesBuilder()
         add = builder.add
         for row in rows:
-            phase_id, step, step_index, fps, temp, boot, nominal, throttling, error, extra = pick(row)
+            values = pick(row)
+            phase_id, step, step_index, fps, temp, boot, nominal, throttling, error = values[:_FIXED]
+            extra = values[-1]
+            telemetry = values[_FIXED:-1]
+            reading = ({name: value for name, value in zip(TELEMETRY, telemetry) if value is not None}
+                       if telemetry.count(None) != len(TELEMETRY) else None)
             # a measurement's `extra` matters only when it lacks fps or temperature (a skipped step, a flagged
             # value): else leave it undecoded
             decoded = (json.loads(extra) if extra is not None
                        and (fps is None or temp is None or step not in MEASURE_STEPS) else None)
-            add(step, phase_index.get(phase_id, -1), fps, temp, boot, nominal, error, decoded, step_index, throttling)
+            add(step, phase_index.get(phase_id, -1), fps, temp, boot, nominal, error, decoded, step_index, throttling,
+                reading)
         run = by_id[run_id]
         run.series, run.identity, run.system = builder.series, builder.identity, builder.system
         count += len(rows)

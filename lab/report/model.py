@@ -9,6 +9,7 @@ from typing import Any
 
 from lab.analysis import (Attribution, RecoveryAnalysis, RunSample, SeriesAnalysis, ThermalAnalysis,
                           VerdictCounts)
+from lab.report.telemetry import CmaFall
 
 PENDING = "pending"  # a run not finished yet: neither counted nor shown as a verdict
 
@@ -54,11 +55,22 @@ class UnitInfo:
     chip: str | None = None
     board: str | None = None
     observed: list[dict[str, Any]] = field(default_factory=list)  # distinct identity reports
+    identity: dict[str, Any] = field(default_factory=dict)  # identify --extended, as the chip reported it
 
     @property
     def label(self) -> str:
-        """Node name, with the serial when the unit has one."""
-        return f"{self.node} ({self.serial})" if self.serial else self.node
+        """What the chip says it is, shortened: `SoC 3F7A01C2…D41E`, the serial, else (no identity) the node."""
+        return unit_label(self.key, self.node)
+
+
+def unit_label(key: str, node: str) -> str:
+    """A unit key as a reader sees it: a SoC ID (64 hex digits) as its first 8 and last 4, a serial whole."""
+    kind, _, value = key.partition(":")
+    if kind == "soc" and value:
+        return f"SoC {value[:8]}…{value[-4:]}" if len(value) > 16 else f"SoC {value}"
+    if kind == "serial" and value:
+        return value
+    return value if kind == "node" and value else node
 
 
 @dataclass
@@ -71,6 +83,8 @@ class PhaseInfo:
     boot_id: str | None
     error: str | None
     id: int | None = None
+    preflight: dict[str, Any] | None = None  # what the pre-flight found before this phase measured
+    ready_s: float | None = None  # seconds from boot until the node was ready to measure
 
 
 @dataclass
@@ -119,6 +133,8 @@ class Series:
     configure_phases: set[int] = field(default_factory=set)
     infer_phases: set[int] = field(default_factory=set)
     failure: tuple[int, str] | None = None  # (phase, error) of a device failure outside a recovery probe
+    # benchmark position -> the telemetry read with it (the TELEMETRY columns that were set; see series.py)
+    telemetry: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         """How many benchmarks the run recorded."""
@@ -163,6 +179,8 @@ class RunInfo:
     series: Series = field(default_factory=Series)
     identity: dict[str, Any] = field(default_factory=dict)
     system: dict[str, Any] = field(default_factory=dict)  # installed versions, kernel, DKMS (last phase start)
+    host_serial: str | None = None  # the Pi this run's HAT sat in
+    host_model: str | None = None
 
 
 @dataclass
@@ -175,6 +193,7 @@ class RunFinding:
     thermal: ThermalAnalysis | None = None
     recovery: RecoveryAnalysis | None = None
     attribution: Attribution | None = None
+    cma: CmaFall | None = None  # where the chip's CMA alloc failures begin beside where fps falls
 
 
 @dataclass

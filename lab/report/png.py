@@ -18,11 +18,12 @@ matplotlib.use("Agg")  # no display: draw to memory only (before anything else o
 
 from matplotlib.figure import Figure  # noqa: E402 - after the backend is chosen
 from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from lab.report.model import CampaignModel  # noqa: E402
 from lab.report.render import chart_groups  # noqa: E402
-from lab.report.svg import (ERROR_COLOUR, FPS_COLOUR, FPS_SPAN, MARK_COLOUR, ONSET_COLOUR, TEMP_COLOUR,  # noqa: E402
-                            Line)
+from lab.report.svg import (ERROR_COLOUR, FPS_COLOUR, FPS_SPAN, MARK_COLOUR, ONSET_COLOUR,  # noqa: E402
+                            TELEMETRY_PANELS, TEMP_COLOUR, Line, has_telemetry)
 from lab.report.view import build_view  # noqa: E402
 
 MAX_MATRIX_ROWS = 60  # units drawn in the matrix figure; the Markdown table above it has them all
@@ -91,6 +92,43 @@ def chart_png(title: str, lines: list[Line]) -> bytes:
     return _png(fig)
 
 
+def telemetry_png(title: str, lines: list[Line]) -> bytes:
+    """The HTML report's telemetry chart: PCIe link width and speed against their maximum, host CmaFree against its
+    total and the chip's CMA alloc failures per benchmark run (bars), one small panel each, onsets red dashed."""
+    panels = [p for p in TELEMETRY_PANELS
+              if any(not math.isnan(v) for line in lines for key, *_ in p[2] for v in line.telemetry.get(key, []))]
+    fig = Figure(figsize=(7.2, 0.9 + 1.1 * len(panels)))
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    x_max = max((x for line in lines for x in line.xs), default=1)
+    onsets = sorted({line.onset for line in lines if line.onset is not None})
+    for ax, (name, unit, series, bars) in zip(axes, panels):
+        ax.set_title(f"{name} ({unit})", fontsize=8, loc="left")
+        ax.tick_params(labelsize=7)
+        ax.set_xlim(0.5, x_max + 0.5)
+        for n, line in enumerate(lines):
+            alpha = 1.0 if n == 0 else max(0.35, 0.8 - 0.15 * n)
+            for key, colour, dashed, legend in series:
+                ys = line.telemetry.get(key, [])
+                if not any(not math.isnan(v) for v in ys):
+                    continue
+                if bars:
+                    ax.bar(line.xs, [0.0 if math.isnan(v) else v for v in ys], color=colour, alpha=alpha, width=0.6,
+                           label=legend if n == 0 else None)
+                else:
+                    ax.plot(line.xs, ys, color=colour, linestyle="--" if dashed else "-", linewidth=1.4, alpha=alpha,
+                            label=legend if n == 0 else None)
+        ax.set_ylim(bottom=0)
+        if bars:
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # failures come whole
+        for onset in onsets:
+            ax.axvline(onset, color=ONSET_COLOUR, linestyle="--", linewidth=1.2)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
+    axes[-1].set_xlabel("benchmark run")
+    fig.suptitle(f"{title} — telemetry", fontsize=10, x=0.02, ha="left")
+    fig.tight_layout()
+    return _png(fig)
+
+
 def matrix_png(model: CampaignModel) -> bytes:
     """The unit x stack matrix: k/n runs degraded and the 95 % interval per cell, coloured as in the HTML report."""
     v = build_view(model)
@@ -138,6 +176,9 @@ def figures(model: CampaignModel) -> list[tuple[str, str, bytes]]:
     for n, (title, lines) in enumerate(chart_groups(model)[0], 1):
         unit_stack = title.split(" — ")[0].replace(" · ", "-")
         out.append((f"fps-{n:02d}-{_slug(unit_stack)}.png", title, chart_png(title, lines)))
+        if has_telemetry(lines):  # the same group's link and CMA figures, right after its fps
+            out.append((f"telemetry-{n:02d}-{_slug(unit_stack)}.png", f"{title} — telemetry",
+                        telemetry_png(title, lines)))
     return out
 
 
@@ -172,7 +213,9 @@ def markdown_figures(directory_name: str, written: list[tuple[str, str]]) -> str
     """The `## Figures` section: an image link per figure, relative to the Markdown file."""
     lines = ["## Figures", "",
              "fps (solid, left axis) and chip temperature (dashed, right axis) against benchmark run; red dashed line: "
-             "onset of degradation. The PNG files beside this report can be uploaded with it.", ""]
+             "onset of degradation; after each, when the runs read it, the PCIe link width and speed against their "
+             "maximum, host CmaFree and the chip's CMA alloc failures per benchmark run. The PNG files beside this "
+             "report can be uploaded with it.", ""]
     for name, title in written:
         alt = title.replace("[", "(").replace("]", ")").replace("\n", " ")
         lines += [f"![{alt}]({quote(directory_name)}/{quote(name)})", ""]

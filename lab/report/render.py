@@ -8,8 +8,8 @@ from typing import Any
 
 import jinja2
 
-from lab.report.model import ArtifactInfo, CampaignModel
-from lab.report.svg import Line, chart
+from lab.report.model import ArtifactInfo, CampaignModel, RunInfo
+from lab.report.svg import TELEMETRY_PANELS, Line, chart, has_telemetry, telemetry_chart
 from lab.report.view import build_view, table
 
 MAX_CHARTS = 60  # one chart per unit x stack; a bigger fleet shows its degraded cells first
@@ -27,17 +27,30 @@ def render_text(model: CampaignModel) -> str:
            f"degraded: {v['total']['kn']} runs [{v['total']['interval']}]{v['total']['notes']}"]
     out += [f"  {s['sentence']}" for s in v["stacks"]]
     out += ["", "unit x stack: k/n runs degraded [95 % Wilson interval]"]
-    out += table([[m["unit"], m["chip"]] + [cell["text"] for cell in m["cells"]] for m in v["matrix"]],
-                 ["unit", "chip"] + v["stack_names"])
+    out += table([[m["unit"], m["chip"]] + [cell["text"] for cell in m["cells"]] + [m["sat_in"]]
+                  for m in v["matrix"]], ["unit", "chip"] + v["stack_names"] + ["sat in (Pi, runs)"])
     out += ["", "runs"]
-    out += table([[str(r["index"]), r["unit"], r["stack"], str(r["repeat"]), r["verdict"], r["baseline"],
+    out += table([[str(r["index"]), r["unit"], r["node"], r["stack"], str(r["repeat"]), r["verdict"], r["baseline"],
                    r["onset"], r["slope"], r["floor"], r["end"], r["temp"]] for r in v["runs"]],
-                 ["#", "unit", "stack", "rep", "verdict", "baseline", "onset", "fps/run", "floor", "end", "temp °C"])
+                 ["#", "unit", "node", "stack", "rep", "verdict", "baseline", "onset", "fps/run", "floor", "end",
+                  "temp °C"])
     notes = [f"  #{r['index']} {r['unit']}: {r['verdict']}: {r['reason']}" for r in v["runs"]
              if r["verdict"] not in ("stable", "degraded")]
     notes += [f"  #{r['index']} {r['unit']}: recorded at run time as {r['recorded']}" for r in v["runs"]
               if r["differs"]]
     out += notes
+    if v["telemetry"]:
+        out += ["", "telemetry per run (PCIe link current of max; host CMA free at its lowest; the Pi's SoC)"]
+        out += table([[str(t["index"]), t["unit"], t["node"], t["link"], t["link_flag"], t["power"], t["aspm"],
+                       t["cma"], t["soc_temp"], t["arm_clock"], t["throttled"]] for t in v["telemetry"]],
+                     ["#", "unit", "node", "PCIe link", "", "power", "ASPM", "host CMA (lowest)", "Pi SoC", "ARM clock",
+                      "Pi throttled"])
+        out += ["", "CMA alloc failures (chip runtime log) against the fall of fps, per run"]
+        out += [f"  #{t['index']} {t['unit']} · {t['stack']} rep {t['repeat']}: {t['cma_fall']}"
+                for t in v["telemetry"] if t["cma_fall"]]
+        out += ["", "pre-flight"]
+        out += [f"  #{t['index']} {t['pi']} {t['preflight_phase']}: {t['preflight']}" for t in v["telemetry"]
+                if t["preflight"]]
     if v["flagged"]:
         out += ["", "flagged (outside physical bounds, kept verbatim, not analysed)"]
         out += [f"  {line}" for line in v["flagged"]]
@@ -52,7 +65,8 @@ def render_text(model: CampaignModel) -> str:
         out += [f"  {m['name']}: sha256 {m['sha256']}, md5 {m['md5']}, {m['size']} bytes" for m in v["models"]]
     out += ["", f"thermal:  {v['thermal']['verdict']} ({v['thermal']['reason']})",
             f"trigger:  {v['trigger']['verdict']} ({v['trigger']['reason']})",
-            f"recovery: {v['recovery_sentence']}"]
+            f"recovery: {v['recovery_sentence']}",
+            f"CMA:      {v['cma_sentence']}"]
     return "\n".join(out) + "\n"
 
 
@@ -100,7 +114,7 @@ def chart_groups(model: CampaignModel) -> tuple[list[tuple[str, list[Line]]], in
             onset = f.series.onset_run if f.series and f.verdict == "degraded" else None
             lines.append(Line(list(range(1, len(s) + 1)), list(s.fps), list(s.temp), onset,
                               f"repeat {run.repeat}" if len(runs) > 1 else "", [i + 1 for i in s.errors],
-                              s.marks))
+                              s.marks, telemetry_series(run)))
         verdicts = ", ".join(dict.fromkeys(findings.runs[r.index].verdict for r in runs))
         title = f"{model.units[key[0]].label} · {model.stacks[key[1]].name} — {verdicts}"
         if any(line.xs for line in lines):
@@ -108,10 +122,38 @@ def chart_groups(model: CampaignModel) -> tuple[list[tuple[str, list[Line]]], in
     return out, max(0, len(groups) - MAX_CHARTS)
 
 
+NAN = float("nan")
+_SCALE = {"cma_free_mib": ("cma_free_kb", 1 / 1024), "cma_total_mib": ("cma_total_kb", 1 / 1024)}
+
+
+def telemetry_series(run: RunInfo) -> dict[str, list[float]]:
+    """The charted telemetry of a run, one value per benchmark (NaN where not read); empty when none was."""
+    readings = run.series.telemetry
+    if not readings:
+        return {}
+    out = {}
+    for _, _, series, _ in TELEMETRY_PANELS:
+        for key, *_ in series:
+            column, factor = _SCALE.get(key, (key, 1.0))
+            values = []
+            for position in range(len(run.series)):
+                value = readings.get(position, {}).get(column)
+                values.append(float(value) * factor if isinstance(value, (int, float))
+                              and not isinstance(value, bool) else NAN)
+            out[key] = values
+    return out
+
+
 def charts(model: CampaignModel) -> tuple[list[str], int]:
-    """One SVG per unit x stack (its repeats overlaid), degraded cells first past MAX_CHARTS."""
+    """Per unit x stack (its repeats overlaid), degraded cells first past MAX_CHARTS: the fps and temperature SVG,
+    followed by its telemetry SVG (PCIe link, CMA) when the runs read any."""
     groups, left_out = chart_groups(model)
-    return [chart(title, lines) for title, lines in groups], left_out
+    out = []
+    for title, lines in groups:
+        out.append(chart(title, lines))
+        if has_telemetry(lines):
+            out.append(telemetry_chart(title, lines))
+    return out, left_out
 
 
 def artifact_groups(model: CampaignModel, blobs: dict[int, bytes | None]) -> list[dict[str, Any]]:

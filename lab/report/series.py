@@ -46,8 +46,15 @@ class SeriesBuilder:
 
     def add(self, step: str, phase: int, fps: float | None, temp: float | None, boot_id: str | None,
             nominal_s: float | None, error: str | None, extra: dict | None, step_index: int | None = None,
-            chip_throttling: bool | None = None) -> None:
-        """Account for one record (every kind: samples, events, identity, phase markers)."""
+            chip_throttling: bool | None = None, telemetry: dict[str, Any] | None = None) -> None:
+        """Account for one record (every kind: samples, events, identity, phase markers).
+
+        `telemetry` (the TELEMETRY columns the record set) belongs to a benchmark: its own on a benchmark
+        record; on any other record (a runtime-log snapshot taken after a benchmark run) to the benchmark
+        before it, or to the next one when none came before.
+        """
+        if telemetry:
+            self._telemetry(step == "benchmark", telemetry)
         if boot_id is not None and boot_id != self._boot:
             self._new_boot(boot_id)
         delta = 0.0
@@ -95,6 +102,19 @@ class SeriesBuilder:
             self._start_probe(step)
         elif step in ("identify", "identity"):
             self._identity(extra or {}, error)
+
+    def _telemetry(self, benchmark: bool, reading: dict[str, Any]) -> None:
+        """File a telemetry reading under its benchmark position (see `add`)."""
+        readings = self.series.telemetry
+        position = len(self.series) if benchmark or not len(self.series) else len(self.series) - 1
+        mine = readings.get(position)
+        if mine is None:  # the usual case: one reading per benchmark, kept as given
+            readings[position] = dict(reading)
+            return
+        for name, value in reading.items():
+            if name == "cma_errors" and mine.get(name) is not None:
+                value = mine[name] + value  # two snapshots after one benchmark: their new lines add up
+            mine[name] = value
 
     def _new_boot(self, boot_id: str) -> None:
         """A new boot: mark a reboot after benchmarks, reset the counters and the probe state."""

@@ -25,6 +25,22 @@ class Line:
     label: str = ""
     errors: list[int] = field(default_factory=list)
     marks: list[tuple[int, str]] = field(default_factory=list)
+    # per benchmark (NaN where not read), keys of TELEMETRY_PANELS: lanes, GT/s, host CmaFree MiB, chip CMA failures
+    telemetry: dict[str, list[float]] = field(default_factory=dict)
+
+
+# the telemetry chart's panels: (title, unit, [(series key, colour, dashed, legend)], drawn as bars)
+LINK_COLOUR, MAX_COLOUR, CMA_COLOUR, CMA_ERROR_COLOUR = "#1f5fbf", "#999", "#2a8a4a", "#c0392b"
+TELEMETRY_PANELS = (
+    ("PCIe link width", "lanes", [("pcie_width", LINK_COLOUR, False, "negotiated"),
+                                  ("pcie_max_width", MAX_COLOUR, True, "max")], False),
+    ("PCIe link speed", "GT/s", [("pcie_speed", LINK_COLOUR, False, "negotiated"),
+                                 ("pcie_max_speed", MAX_COLOUR, True, "max")], False),
+    ("Host CmaFree", "MiB", [("cma_free_mib", CMA_COLOUR, False, "free"),
+                             ("cma_total_mib", MAX_COLOUR, True, "total")], False),
+    ("Chip CMA alloc failures", "per run", [("cma_errors", CMA_ERROR_COLOUR, False, "new")], True),
+)
+PANEL_H = 58
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -171,4 +187,74 @@ def chart(title: str, lines: list[Line], fps_label: str = "fps", temp_label: str
                    f'y2="{TOP + plot_h + 28}" stroke="{TEMP_COLOUR}" stroke-width="1.5" stroke-dasharray="5,3"/>'
                    f'<text x="{legend_x + 86}" y="{TOP + plot_h + 32}">temperature</text>')
     out.append("</g></svg>")
+    return "".join(out)
+
+
+def has_telemetry(lines: list[Line]) -> bool:
+    """Whether any repeat read any of the charted telemetry."""
+    return any(_finite(values) for line in lines for values in line.telemetry.values())
+
+
+def telemetry_chart(title: str, lines: list[Line]) -> str:
+    """PCIe link width and speed against their maximum, host CmaFree and the chip's CMA alloc failures, per
+    benchmark run, in small panels sharing the fps chart's x axis; the degradation onset marked in each."""
+    panels = [p for p in TELEMETRY_PANELS
+              if any(_finite(line.telemetry.get(key, [])) for line in lines for key, *_ in p[2])]
+    axis = TOP + len(panels) * (PANEL_H + 22) + 6  # the x tick labels, under the last panel
+    height = axis + 26
+    x_max = max((x for line in lines for x in line.xs), default=1)
+    x_ticks = nice_ticks(1, x_max)
+    x_ticks = [t for t in x_ticks if 1 <= t <= x_max] or [1]
+    plot_w = WIDTH - LEFT - RIGHT
+
+    def sx(x: float) -> float:
+        """x pixel of a benchmark number."""
+        return LEFT + (x - 1) / max(1, x_max - 1) * plot_w
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart telemetry" role="img" width="{WIDTH}" '
+           f'height="{height}" viewBox="0 0 {WIDTH} {height}"><title>{escape(title)} — telemetry</title>',
+           f'<text x="{LEFT}" y="18" font-size="13" font-weight="bold">{escape(title)} — telemetry</text>']
+    onsets = sorted({line.onset for line in lines if line.onset is not None})
+    for n, (name, unit, series, bars) in enumerate(panels):
+        top = TOP + n * (PANEL_H + 22) + 14
+        values = [v for line in lines for key, *_ in series for v in _finite(line.telemetry.get(key, []))]
+        ticks = nice_ticks(0.0, max(values + [1.0]), 2)
+        lo, hi = ticks[0], ticks[-1]
+
+        def sy(y: float, top: float = top, lo: float = lo, hi: float = hi) -> float:
+            """y pixel in this panel."""
+            return top + PANEL_H - (y - lo) / ((hi - lo) or 1) * PANEL_H
+
+        out.append(f'<g class="panel" data-panel="{escape(name)}"><rect x="{LEFT}" y="{top}" width="{plot_w}" '
+                   f'height="{PANEL_H}" fill="#fff" stroke="#bbb"/><text x="{LEFT}" y="{top - 3}" font-size="11">'
+                   f'{escape(name)} ({escape(unit)})</text>')
+        for t in ticks:
+            out.append(f'<text x="{LEFT - 6}" y="{sy(t) + 4:.1f}" font-size="10" text-anchor="end">{t:g}</text>')
+        for onset in onsets:
+            out.append(f'<line class="telemetry-onset" x1="{sx(onset):.1f}" y1="{top}" x2="{sx(onset):.1f}" '
+                       f'y2="{top + PANEL_H}" stroke="{ONSET_COLOUR}" stroke-width="1.2" stroke-dasharray="6,3"/>')
+        legend_x = LEFT + plot_w + 4
+        for k, (key, colour, dashed, legend) in enumerate(series):
+            out.append(f'<text x="{legend_x}" y="{top + 10 + 12 * k}" font-size="9" fill="{colour}">'
+                       f'{escape(legend)}</text>')
+            for m, line in enumerate(lines):
+                ys = line.telemetry.get(key, [])
+                if not _finite(ys):
+                    continue
+                opacity = 1.0 if m == 0 else max(0.35, 0.8 - 0.15 * m)
+                if bars:
+                    width = max(1.0, plot_w / max(1, x_max) * 0.6)
+                    out.extend(f'<rect class="{key}" x="{sx(x) - width / 2:.1f}" y="{sy(y):.1f}" width="{width:.1f}" '
+                               f'height="{sy(lo) - sy(y):.1f}" fill="{colour}" opacity="{opacity}"/>'
+                               for x, y in zip(line.xs, ys) if not math.isnan(y) and y > 0)
+                    continue
+                xs, ys = decimate(line.xs, ys)
+                dash = ' stroke-dasharray="4,3"' if dashed else ""
+                out.append(f'<path class="{key}" d="{_path(xs, ys, sx, sy)}" fill="none" stroke="{colour}" '
+                           f'stroke-width="1.6"{dash} opacity="{opacity}"/>')
+        out.append("</g>")
+    for t in x_ticks:
+        out.append(f'<text x="{sx(t):.1f}" y="{axis}" font-size="11" text-anchor="middle">{t:g}</text>')
+    out.append(f'<text x="{LEFT + plot_w / 2}" y="{height - 6}" font-size="11" text-anchor="middle">'
+               f'benchmark run</text></svg>')
     return "".join(out)

@@ -4,18 +4,27 @@ Unit i of `units` is a Hailo-8 control when i % 4 == 3, else a Hailo-10H on firm
 susceptible when i % 4 is 0 or 1: susceptible units follow the seed report's 25 runs (then a tail to
 41 fps), the others hold their fps with a little fixed noise. Runs listed in `infra_errors` ((unit, repeat)
 pairs) failed at the reboot before the soak and have no samples.
+
+Units are keyed as the chip reports itself (HailoRT 4.22+ and 5.x print no serial: the SoC ID of
+`identify --extended`); from repeat `swap_from` on, the HATs of units 0 and 1 trade Pis (node1 and node2).
+Every benchmark run reads the field report's telemetry: the PCIe link (x1 of x4 on a Pi 5; 8.0 GT/s where the
+Pi enables Gen 3, node3 runs the default 5.0), D0, ASPM, host CMA, the Pi's SoC temperature and clock and
+get_throttled (node3's supply sags: under-voltage at runs 5-6), and on 5.x the chip's runtime log: a
+susceptible unit's CMA `alloc failed` lines begin at benchmark run 9, four runs before its fps falls (13).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
 from lab.db.ingest import get_or_create_stack, ingest_samples, store_artifact, upsert_unit
-from lab.db.models import Campaign, Phase, Run
+from lab.db.models import Campaign, Phase, Run, Sample
 
 SEED_FPS = (124.78, 124.76, 124.90, 124.81, 124.89, 124.81, 124.80, 124.89, 124.99, 124.81, 124.89, 124.87,
             122.80, 121.38, 118.53, 108.49, 101.51, 98.34, 96.64, 94.04, 91.14, 88.55, 85.65, 83.99, 81.60)
@@ -56,9 +65,48 @@ def temp_at(k: int) -> float:
     return SEED_TEMP[k - 1] if k <= len(SEED_TEMP) else SEED_TEMP[-1]
 
 
+CMA_FROM = 9  # a susceptible unit's first benchmark run with CMA alloc failures in the chip's runtime log
+HOST_MODEL = "Raspberry Pi 5 Model B Rev 1.0"
+PCI_IDS = {"hailo8": "2864", "hailo10h": "45c4"}  # device ids under Hailo's vendor id 1e60
+
+
+def soc_id(i: int) -> str:
+    """Unit i's SoC ID as `identify --extended` prints it: 32 bytes in upper-case hex."""
+    return hashlib.sha256(f"planted unit {i}".encode()).hexdigest().upper()
+
+
+def host_serial(node: str) -> str:
+    """The Pi's own serial (/proc/cpuinfo `Serial`) of a node."""
+    return "10000000" + hashlib.sha256(node.encode()).hexdigest()[:8]
+
+
+def cma_errors_at(k: int, susceptible: bool) -> int:
+    """New CMA alloc failures in the chip's runtime log after benchmark k: from CMA_FROM on a susceptible unit."""
+    return 1 + (k - CMA_FROM) // 3 if susceptible and k >= CMA_FROM else 0
+
+
+def telemetry_at(k: int, node: str, hailo8: bool, susceptible: bool) -> dict:
+    """The sample columns read with benchmark k on `node` (cma_errors only on 5.x, which has a runtime log)."""
+    gen3 = node != "node3"  # node3's config.txt leaves the external PCIe at the default Gen 2
+    noise = NOISE[k % len(NOISE)]
+    return {"pcie_speed": 8.0 if gen3 else 5.0, "pcie_width": 1, "pcie_max_speed": 8.0, "pcie_max_width": 4,
+            "power_state": "D0", "aspm": "disabled" if hailo8 else "L1", "cma_total_kb": 65536,
+            "cma_free_kb": 52000 - 40 * min(k, 12) + int(1000 * noise), "soc_temp": round(min(48.5 + 0.4 * k, 58.0)
+                                                                                         + noise, 1),
+            "arm_clock_mhz": 2400.0, "cma_errors": None if hailo8 else cma_errors_at(k, susceptible)}
+
+
+def preflight_for(node: str, chip: str, index: int) -> dict:
+    """What a pre-flight found on `node` before the soak: ready after boot, the device by PCI id, free, chip checked."""
+    return {"ready": True, "ready_s": round(18.5 + 1.5 * index, 1),
+            "device": {"bdf": "0001:01:00.0", "vendor": "1e60", "device": PCI_IDS[chip]}, "holder": None,
+            "chip": {"expected": chip, "found": chip, "ok": True}}
+
+
 def plant_campaign(session: Session, name: str = "planted", units: int = 4, repeats: int = 2, benches: int = 25,
                    infra_errors: tuple[tuple[int, int], ...] = ((2, 2),), artifacts: bool = True,
-                   ingest: Callable[..., int] = ingest_samples) -> Campaign:
+                   ingest: Callable[..., int] = ingest_samples, swap_from: int | None = 2,
+                   telemetry: bool = True) -> Campaign:
     """Write the campaign, its runs, phases, records and artifacts; returns the (flushed) campaign.
 
     Each run's records go through `ingest` (`ingest_samples`' signature), so a benchmark can time that call alone.
@@ -75,31 +123,39 @@ def plant_campaign(session: Session, name: str = "planted", units: int = 4, repe
     for repeat in range(1, repeats + 1):
         for i in range(units):
             hailo8 = i % 4 == 3
-            node = f"node{i + 1}"
-            unit = upsert_unit(session, node, serial=f"{'H8' if hailo8 else 'H10'}-{i + 1:04d}",
-                               chip="hailo8" if hailo8 else "hailo10h")
+            chip = "hailo8" if hailo8 else "hailo10h"
+            swapped = swap_from is not None and repeat >= swap_from and i < 2 and units > 1
+            node = f"node{(1 - i if swapped else i) + 1}"
+            unit = upsert_unit(session, node, soc_id=soc_id(i), chip=chip)
+            unit.identity = {"soc_id": soc_id(i), "ult_id": soc_id(i)[:12], "lcs": 3, "boot_source": "PCIE"}
             run = Run(campaign_id=campaign.id, index=index, node=node, unit_id=unit.id,
                       stack_id=(h8 if hailo8 else h10).id, repeat=repeat, status="done",
-                      started_at=T0 + timedelta(minutes=index), finished_at=T0 + timedelta(minutes=index + 10))
+                      started_at=T0 + timedelta(minutes=index), finished_at=T0 + timedelta(minutes=index + 10),
+                      host_serial=host_serial(node), host_model=HOST_MODEL)
             session.add(run)
             session.flush()
             install = Phase(run_id=run.id, index=0, name="install", status="ok", boot_id=f"b{index}-0")
             soak = Phase(run_id=run.id, index=1, name="soak", status="ok", boot_id=f"b{index}-1")
+            if telemetry:
+                soak.preflight = preflight_for(node, chip, index)
+                soak.ready_s = soak.preflight["ready_s"]
             session.add_all([install, soak])
             session.flush()
             if (i, repeat) in infra_errors:
                 run.status = run.verdict = soak.status = "infra_error"
                 run.error = soak.error = "soak: unreachable: reboot timeout after 600 s"
                 soak.boot_id = None
+                soak.preflight = soak.ready_s = None
             else:
-                _soak(session, campaign.id, run, soak, hailo8, i % 4 in (0, 1), benches, artifacts, ingest)
+                _soak(session, campaign.id, run, soak, hailo8, i % 4 in (0, 1), benches, artifacts, ingest,
+                      telemetry)
             index += 1
     session.flush()
     return campaign
 
 
 def _soak(session: Session, campaign_id: int, run: Run, phase: Phase, hailo8: bool, susceptible: bool,
-          benches: int, artifacts: bool, ingest: Callable[..., int] = ingest_samples) -> None:
+          benches: int, artifacts: bool, ingest: Callable[..., int] = ingest_samples, telemetry: bool = True) -> None:
     """The soak phase's records, as the agent writes them, and the run's recorded verdict."""
     boot, version = phase.boot_id, "4.23.0" if hailo8 else "5.3.0"
     t = T0 + timedelta(minutes=run.index)
@@ -111,21 +167,37 @@ def _soak(session: Session, campaign_id: int, run: Run, phase: Phase, hailo8: bo
     for k in range(1, benches + 1):
         record = {**base, "seq": k + 2, "ts": t + timedelta(seconds=15 * k), "kind": "sample", "step": "benchmark",
                   "step_index": 1, "run": k, "runs": benches, "fps": fps_at(k, hailo8, susceptible),
-                  "nominal_s": 15.0 * k, "throttled": "0x0"}
+                  "nominal_s": 15.0 * k, "throttled": throttled_at(k, run.node)}
         if not hailo8:  # HailoRT 4.x on Hailo-8 prints no temperature
             record["temp_mean"] = temp_at(k)
         records.append(record)
     records.append({**base, "seq": benches + 3, "ts": t + timedelta(seconds=15 * benches + 1), "kind": "phase_end",
                     "nominal_s": 15.0 * benches, "status": "ok"})
     ingest(session, run.id, records, phase_id=phase.id)
+    if telemetry:  # the telemetry columns, as the node's records fill them (seq k + 2 is benchmark k)
+        session.connection().execute(
+            update(Sample).where(Sample.run_id == run.id, Sample.seq == bindparam("at"))
+            .values({name: bindparam(name) for name in TELEMETRY_COLUMNS}),
+            [{"at": k + 2, **telemetry_at(k, run.node, hailo8, susceptible)} for k in range(1, benches + 1)])
     series = [fps_at(k, hailo8, susceptible) for k in range(1, benches + 1)]
     run.verdict = "degraded" if series[-1] < 0.97 * series[0] else "stable"
     if artifacts:
-        log = CMA_LINE * max(0, benches - 12) if susceptible and not hailo8 else ""
+        log = CMA_LINE * sum(cma_errors_at(k, susceptible) for k in range(1, benches + 1)) if not hailo8 else ""
         store_artifact(session, campaign_id, "soak-collect-2-runtime_log.txt", "raw", data=log.encode(),
                        run_id=run.id, node=run.node)
         store_artifact(session, campaign_id, "soak-identify-0.txt", "raw", run_id=run.id, node=run.node,
                        data=f"$ hailortcli --version\nHailoRT-CLI version {version}\n".encode())
+
+
+TELEMETRY_COLUMNS = ("pcie_speed", "pcie_width", "pcie_max_speed", "pcie_max_width", "power_state", "aspm",
+                     "cma_free_kb", "cma_total_kb", "soc_temp", "arm_clock_mhz", "cma_errors")
+
+
+def throttled_at(k: int, node: str) -> str:
+    """The Pi's get_throttled at benchmark k: node3's supply sags at runs 5-6, sticky bits stay set after."""
+    if node != "node3" or k < 5:
+        return "0x0"
+    return "0x50005" if k <= 6 else "0x50000"
 
 
 RECOVERY_PHASES = ("cooldown", "driver_reload", "pcie_rescan", "chip_reset")

@@ -9,6 +9,7 @@ from typing import Any
 
 from lab.analysis import VerdictCounts
 from lab.report.model import CampaignModel, RunInfo, StackInfo, UnitInfo
+from lab.report.telemetry import host_text, preflight_text, summarize, telemetry_row
 
 THERMAL_WORDS = {"not_thermal": "not thermal", "thermal": "thermal", "mixed": "mixed (some runs thermal)",
                  "inconclusive": "inconclusive", "no_temperature": "no temperature recorded",
@@ -118,7 +119,8 @@ def build_view(model: CampaignModel) -> dict[str, Any]:
                         "kn": kn(cell.counts) if cell else "–", "interval": interval(cell.counts) if cell else "",
                         "colour": colour(cell.counts if cell else None),
                         "title": cell.counts.method if cell else "not run"})
-        matrix.append({"unit": unit.label, "node": unit.node, "chip": unit.chip or "", "cells": row})
+        matrix.append({"unit": unit.label, "key": unit.key, "node": unit.node, "chip": unit.chip or "",
+                       "sat_in": sat_in(model, key), "cells": row})
     runs = [run_row(model, run) for run in model.runs]
     return {
         "campaign": c, "title": f"{c.scenario}: {c.name}",
@@ -137,6 +139,8 @@ def build_view(model: CampaignModel) -> dict[str, Any]:
                       "device_error_all": a.device_error_all, "restores": a.restores} for a in f.recovery],
         "recovery_sentence": recovery_sentence(model),
         "recovery_runs": recovery_rows(model),
+        "telemetry": telemetry_rows(model),
+        "cma_sentence": cma_sentence(model),
     }
 
 
@@ -180,6 +184,7 @@ def run_row(model: CampaignModel, run: RunInfo) -> dict[str, Any]:
     degraded = finding.verdict == "degraded"
     temps = [t for t in run.series.temp if not math.isnan(t)]
     row = {"index": run.index, "node": run.node, "unit": model.units[run.unit_key].label,
+           "pi": host_text(run.node, run.host_serial, run.host_model),
            "stack": model.stacks[run.stack_id].name, "repeat": run.repeat, "verdict": finding.verdict,
            "reason": finding.reason, "benchmarks": len(run.series),
            "baseline": num(s.baseline_fps) if s else "", "end": num(s.end_fps) if s else "",
@@ -191,7 +196,8 @@ def run_row(model: CampaignModel, run: RunInfo) -> dict[str, Any]:
            if finding.thermal and degraded else "",
            "recorded": run.recorded_verdict or "", "boots": [p.boot_id for p in run.phases if p.boot_id],
            "phases": [{"index": p.index, "name": p.name, "status": p.status, "boot_id": p.boot_id or "",
-                       "error": p.error or ""} for p in run.phases],
+                       "error": p.error or "", "preflight": preflight_text(p.preflight, p.ready_s)
+                       if p.preflight or p.ready_s is not None else ""} for p in run.phases],
            "method": s.method if s else ""}
     row["differs"] = bool(run.recorded_verdict and run.recorded_verdict != finding.verdict)
     return row
@@ -247,9 +253,78 @@ def recovery_rows(model: CampaignModel) -> list[dict[str, Any]]:
 
 def unit_row(unit: UnitInfo) -> dict[str, str]:
     """Identity and software versions of one unit."""
+    identity = ", ".join(f"{k} {v}" for k, v in unit.identity.items() if k != "soc_id" and v not in (None, ""))
     return {"unit": unit.label, "node": unit.node, "key": unit.key, "serial": unit.serial or "",
             "soc_id": unit.soc_id or "", "chip": unit.chip or "", "board": unit.board or "",
-            "versions": observed_versions(unit)}
+            "identity": identity, "versions": observed_versions(unit)}
+
+
+def sat_in(model: CampaignModel, unit_key: str) -> str:
+    """Which Pis the unit (the HAT) sat in, with its runs: `node1 (Pi …ab12cd34) #0; node2 (Pi …9f8e7d6c) #4`."""
+    places: dict[tuple[str, str | None], list[str]] = {}
+    for run in model.runs:
+        if run.unit_key == unit_key:
+            places.setdefault((run.node, run.host_serial), []).append(f"#{run.index}")
+    parts = []
+    for (node, serial), runs in places.items():
+        pi = f" (Pi …{serial[-8:]})" if serial else ""
+        parts.append(f"{node}{pi} {' '.join(runs)}")
+    return "; ".join(parts)
+
+
+def telemetry_rows(model: CampaignModel) -> list[dict[str, Any]]:
+    """Per run that read any: the PCIe link against its maximum, power state, ASPM, host CMA, the Pi's SoC
+    temperature and clock, its throttling decoded, the CMA failures beside the fall of fps, and the pre-flight."""
+    rows = []
+    for run in model.runs:
+        finding = model.findings.runs[run.index]
+        pre = next((p for p in reversed(run.phases) if p.preflight or p.ready_s is not None), None)
+        if not run.series.telemetry and pre is None:
+            continue
+        t = summarize(run.series.telemetry)
+        cma = finding.cma
+        rows.append({"index": run.index, "unit": model.units[run.unit_key].label, "node": run.node,
+                     "pi": host_text(run.node, run.host_serial, run.host_model),
+                     "pi_short": f"{run.node} (Pi …{run.host_serial[-8:]})" if run.host_serial else run.node,
+                     "host_serial": run.host_serial or "", "host_model": run.host_model or "",
+                     "stack": model.stacks[run.stack_id].name, "repeat": run.repeat, "verdict": finding.verdict,
+                     **telemetry_row(t),
+                     "cma_errors": str(sum(t.cma_errors.values())) if t.cma_errors else "",
+                     "cma_first": str(cma.first_error_run) if cma and cma.first_error_run else "",
+                     "fall": str(cma.fall_run) if cma and cma.fall_run is not None else "",
+                     "cma_fall": cma.sentence if cma else "",
+                     "preflight": preflight_text(pre.preflight, pre.ready_s) if pre else "",
+                     "preflight_phase": pre.name if pre else ""})
+    return rows
+
+
+def cma_sentence(model: CampaignModel) -> str:
+    """Over the runs whose runtime log was read per benchmark run: where CMA failures began against the fall."""
+    findings = [model.findings.runs[run.index] for run in model.runs]
+    measured = [f.cma for f in findings if f.cma is not None and f.cma.measured]
+    if not measured:
+        return "not measured (no run read the chip's runtime log after each benchmark run)"
+    failing = [c for c in measured if c.first_error_run is not None]
+    falling = [c for c in measured if c.fall_run is not None]
+    text = f"alloc failures in {len(failing)} of {len(measured)} runs read after each benchmark run"
+    both = [c for c in failing if c.fall_run is not None]
+    if falling:
+        gaps = [c.fall_run - c.first_error_run for c in both]
+        before = [g for g in gaps if g > 0]
+        parts = []
+        if before:
+            lead = f"{min(before)}" if min(before) == max(before) else f"{min(before)}–{max(before)}"
+            parts.append(f"before the fall (by {lead} runs) in {len(before)}")
+        if any(g == 0 for g in gaps):
+            parts.append(f"at the fall in {sum(1 for g in gaps if g == 0)}")
+        if any(g < 0 for g in gaps):
+            parts.append(f"after the fall in {sum(1 for g in gaps if g < 0)}")
+        if len(falling) > len(both):
+            parts.append(f"never in {len(falling) - len(both)}")
+        text += f"; of the {len(falling)} runs whose fps fell, failures began " + ", ".join(parts)
+    if len(failing) > len(both):
+        text += f"; {plural(len(failing) - len(both), 'run')} failed CMA allocations without a fall in fps"
+    return text
 
 
 def table(rows: list[list[str]], header: list[str]) -> list[str]:

@@ -102,7 +102,7 @@ def test_renders_with_charts_and_matrix(report_html, tmp_path):
     dom_text, stderr, urls = browse(report_html, tmp_path, "--dump-dom")
     dom = Dom()
     dom.feed(dom_text)
-    assert len(dom.svgs) == 4 and all(w >= 400 and h >= 200 for w, h in dom.svgs)
+    assert len(dom.svgs) == 8 and all(w >= 400 and h >= 200 for w, h in dom.svgs)  # fps and telemetry per cell
     assert dom.matrix_rows == 5  # header + 4 units
     assert dom.scripts == 0
     assert [link for link in dom.links if not link.startswith("data:")] == []

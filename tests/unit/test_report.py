@@ -24,7 +24,7 @@ from lab.errors import ConfigError
 from lab.report.build import write_report
 from lab.report.export import CSV_HEADER
 from lab.report.load import load_report
-from lab.report.synthetic import plant_campaign, plant_recovery_campaign
+from lab.report.synthetic import plant_campaign, plant_recovery_campaign, soc_id
 
 _names = itertools.count()
 TEXT = """\
@@ -33,43 +33,94 @@ campaign planted (scenario cma_soak): finished
   reproduce: lab run scenarios/cma_soak.yaml --inventory pis
 
 degraded: 4/7 runs [25–84 %], 1 infra error not counted
-  h10-5.3.0 (HailoRT 5.3.0, driver 5.3.0, firmware 5.3.0): degraded in 4 of 5 runs (95 % interval 38–96 %), \
-on 2 of 3 units; 1 run with an infrastructure error not counted
-  h8-4.23.0 (HailoRT 4.23.0, driver 4.23.0, firmware 4.23.0): degraded in 0 of 2 runs (95 % interval 0–66 %), \
-on 0 of 1 units
+  h10-5.3.0 (HailoRT 5.3.0, driver 5.3.0, firmware 5.3.0): degraded in 4 of 5 runs (95 % interval 38–96 %), on 2 of \
+3 units; 1 run with an infrastructure error not counted
+  h8-4.23.0 (HailoRT 4.23.0, driver 4.23.0, firmware 4.23.0): degraded in 0 of 2 runs (95 % interval 0–66 %), on 0 \
+of 1 units
 
 unit x stack: k/n runs degraded [95 % Wilson interval]
-unit              chip      h10-5.3.0                                h8-4.23.0
-node1 (H10-0001)  hailo10h  2/2 [34–100 %]                           –
-node2 (H10-0002)  hailo10h  2/2 [34–100 %]                           –
-node3 (H10-0003)  hailo10h  0/1 [0–79 %], 1 infra error not counted  –
-node4 (H8-0004)   hailo8    –                                        0/2 [0–66 %]
+unit               chip      h10-5.3.0                                h8-4.23.0     sat in (Pi, runs)
+SoC A4EE0CA6…45AC  hailo10h  2/2 [34–100 %]                           –             node1 (Pi …ca12f31b) #0; node2 \
+(Pi …15b18a72) #4
+SoC FAF1C754…88FA  hailo10h  2/2 [34–100 %]                           –             node2 (Pi …15b18a72) #1; node1 \
+(Pi …ca12f31b) #5
+SoC FA8A31B4…A9CC  hailo10h  0/1 [0–79 %], 1 infra error not counted  –             node3 (Pi …3b5bb1c6) #2 #6
+SoC A82B2479…B110  hailo8    –                                        0/2 [0–66 %]  node4 (Pi …d2b8f62a) #3 #7
 
 runs
-#  unit              stack      rep  verdict      baseline  onset  fps/run  floor      end     temp °C
-0  node1 (H10-0001)  h10-5.3.0  1    degraded     124.81    13     -3.57    81.60 @25  85.65   60.7–74.0
-1  node2 (H10-0002)  h10-5.3.0  1    degraded     124.81    13     -3.57    81.60 @25  85.65   60.7–74.0
-2  node3 (H10-0003)  h10-5.3.0  1    stable       124.85                    124.78 @6  124.84  60.7–74.0
-3  node4 (H8-0004)   h8-4.23.0  1    stable       309.40                    309.26 @6  309.38
-4  node1 (H10-0001)  h10-5.3.0  2    degraded     124.81    13     -3.57    81.60 @25  85.65   60.7–74.0
-5  node2 (H10-0002)  h10-5.3.0  2    degraded     124.81    13     -3.57    81.60 @25  85.65   60.7–74.0
-6  node3 (H10-0003)  h10-5.3.0  2    infra_error
-7  node4 (H8-0004)   h8-4.23.0  2    stable       309.40                    309.26 @6  309.38
-  #6 node3 (H10-0003): infra_error: soak: unreachable: reboot timeout after 600 s
+#  unit               node   stack      rep  verdict      baseline  onset  fps/run  floor      end     temp °C
+0  SoC A4EE0CA6…45AC  node1  h10-5.3.0  1    degraded     124.81    13     -3.57    81.60 @25  85.65   60.7–74.0
+1  SoC FAF1C754…88FA  node2  h10-5.3.0  1    degraded     124.81    13     -3.57    81.60 @25  85.65   60.7–74.0
+2  SoC FA8A31B4…A9CC  node3  h10-5.3.0  1    stable       124.85                    124.78 @6  124.84  60.7–74.0
+3  SoC A82B2479…B110  node4  h8-4.23.0  1    stable       309.40                    309.26 @6  309.38
+4  SoC A4EE0CA6…45AC  node2  h10-5.3.0  2    degraded     124.81    13     -3.57    81.60 @25  85.65   60.7–74.0
+5  SoC FAF1C754…88FA  node1  h10-5.3.0  2    degraded     124.81    13     -3.57    81.60 @25  85.65   60.7–74.0
+6  SoC FA8A31B4…A9CC  node3  h10-5.3.0  2    infra_error
+7  SoC A82B2479…B110  node4  h8-4.23.0  2    stable       309.40                    309.26 @6  309.38
+  #6 SoC FA8A31B4…A9CC: infra_error: soak: unreachable: reboot timeout after 600 s
 
-thermal:  not thermal (not thermal in 4 of 4 degraded runs; e.g. temperature plateaued from run 15 (73.96 °C) \
-while fps kept falling (-3.23 fps/run))
+telemetry per run (PCIe link current of max; host CMA free at its lowest; the Pi's SoC)
+#  unit               node   PCIe link                             power  ASPM      host CMA (lowest)      Pi SoC   \
+     ARM clock  Pi throttled
+0  SoC A4EE0CA6…45AC  node1  x1 of x4, 8.0 of 8.0 GT/s  below max  D0     L1        50.2 of 64.0 MiB free  \
+48.9–58.0 °C  2400 MHz   none
+1  SoC FAF1C754…88FA  node2  x1 of x4, 8.0 of 8.0 GT/s  below max  D0     L1        50.2 of 64.0 MiB free  \
+48.9–58.0 °C  2400 MHz   none
+2  SoC FA8A31B4…A9CC  node3  x1 of x4, 5.0 of 8.0 GT/s  below max  D0     L1        50.2 of 64.0 MiB free  \
+48.9–58.0 °C  2400 MHz   under-voltage now, throttled now, under-voltage has occurred, throttling has occurred
+3  SoC A82B2479…B110  node4  x1 of x4, 8.0 of 8.0 GT/s  below max  D0     disabled  50.2 of 64.0 MiB free  \
+48.9–58.0 °C  2400 MHz   none
+4  SoC A4EE0CA6…45AC  node2  x1 of x4, 8.0 of 8.0 GT/s  below max  D0     L1        50.2 of 64.0 MiB free  \
+48.9–58.0 °C  2400 MHz   none
+5  SoC FAF1C754…88FA  node1  x1 of x4, 8.0 of 8.0 GT/s  below max  D0     L1        50.2 of 64.0 MiB free  \
+48.9–58.0 °C  2400 MHz   none
+7  SoC A82B2479…B110  node4  x1 of x4, 8.0 of 8.0 GT/s  below max  D0     disabled  50.2 of 64.0 MiB free  \
+48.9–58.0 °C  2400 MHz   none
+
+CMA alloc failures (chip runtime log) against the fall of fps, per run
+  #0 SoC A4EE0CA6…45AC · h10-5.3.0 rep 1: CMA alloc failures from benchmark run 9 (57 in all); fps falls from run \
+13 (4 runs after the first failure)
+  #1 SoC FAF1C754…88FA · h10-5.3.0 rep 1: CMA alloc failures from benchmark run 9 (57 in all); fps falls from run \
+13 (4 runs after the first failure)
+  #2 SoC FA8A31B4…A9CC · h10-5.3.0 rep 1: no CMA alloc failures; fps does not fall
+  #3 SoC A82B2479…B110 · h8-4.23.0 rep 1: no runtime log read per benchmark run; fps does not fall
+  #4 SoC A4EE0CA6…45AC · h10-5.3.0 rep 2: CMA alloc failures from benchmark run 9 (57 in all); fps falls from run \
+13 (4 runs after the first failure)
+  #5 SoC FAF1C754…88FA · h10-5.3.0 rep 2: CMA alloc failures from benchmark run 9 (57 in all); fps falls from run \
+13 (4 runs after the first failure)
+  #7 SoC A82B2479…B110 · h8-4.23.0 rep 2: no runtime log read per benchmark run; fps does not fall
+
+pre-flight
+  #0 node1 (Pi 5 Model B Rev 1.0, serial …ca12f31b) soak: ready after 18.5 s; device 0001:01:00.0 [1e60:45c4]; \
+device free; chip hailo10h matches inventory hailo10h
+  #1 node2 (Pi 5 Model B Rev 1.0, serial …15b18a72) soak: ready after 20.0 s; device 0001:01:00.0 [1e60:45c4]; \
+device free; chip hailo10h matches inventory hailo10h
+  #2 node3 (Pi 5 Model B Rev 1.0, serial …3b5bb1c6) soak: ready after 21.5 s; device 0001:01:00.0 [1e60:45c4]; \
+device free; chip hailo10h matches inventory hailo10h
+  #3 node4 (Pi 5 Model B Rev 1.0, serial …d2b8f62a) soak: ready after 23.0 s; device 0001:01:00.0 [1e60:2864]; \
+device free; chip hailo8 matches inventory hailo8
+  #4 node2 (Pi 5 Model B Rev 1.0, serial …15b18a72) soak: ready after 24.5 s; device 0001:01:00.0 [1e60:45c4]; \
+device free; chip hailo10h matches inventory hailo10h
+  #5 node1 (Pi 5 Model B Rev 1.0, serial …ca12f31b) soak: ready after 26.0 s; device 0001:01:00.0 [1e60:45c4]; \
+device free; chip hailo10h matches inventory hailo10h
+  #7 node4 (Pi 5 Model B Rev 1.0, serial …d2b8f62a) soak: ready after 29.0 s; device 0001:01:00.0 [1e60:2864]; \
+device free; chip hailo8 matches inventory hailo8
+
+thermal:  not thermal (not thermal in 4 of 4 degraded runs; e.g. temperature plateaued from run 15 (73.96 °C) while \
+fps kept falling (-3.23 fps/run))
 trigger:  not tested (no run had both a configure-cycles phase and a continuous-inference phase)
 recovery: not tested (no recovery action was measured after a degradation)
+CMA:      alloc failures in 4 of 5 runs read after each benchmark run; of the 4 runs whose fps fell, failures began \
+before the fall (by 4 runs) in 4
 """
 
 MATRIX_MD = """\
-| unit | chip | h10-5.3.0 | h8-4.23.0 |
-| --- | --- | --- | --- |
-| node1 (H10-0001) | hailo10h | 2/2 [34–100 %] | – |
-| node2 (H10-0002) | hailo10h | 2/2 [34–100 %] | – |
-| node3 (H10-0003) | hailo10h | 0/1 [0–79 %], 1 infra error not counted | – |
-| node4 (H8-0004) | hailo8 | – | 0/2 [0–66 %] |
+| unit | chip | h10-5.3.0 | h8-4.23.0 | sat in (Pi, runs) |
+| --- | --- | --- | --- | --- |
+| SoC A4EE0CA6…45AC | hailo10h | 2/2 [34–100 %] | – | node1 (Pi …ca12f31b) #0; node2 (Pi …15b18a72) #4 |
+| SoC FAF1C754…88FA | hailo10h | 2/2 [34–100 %] | – | node2 (Pi …15b18a72) #1; node1 (Pi …ca12f31b) #5 |
+| SoC FA8A31B4…A9CC | hailo10h | 0/1 [0–79 %], 1 infra error not counted | – | node3 (Pi …3b5bb1c6) #2 #6 |
+| SoC A82B2479…B110 | hailo8 | – | 0/2 [0–66 %] | node4 (Pi …d2b8f62a) #3 #7 |
 """
 
 
@@ -106,11 +157,13 @@ def test_markdown_is_ready_to_paste(planted):
     assert MATRIX_MD in md
     assert ("- **h10-5.3.0**: degraded in 4 of 5 runs (95 % interval 38–96 %), on 2 of 3 units; "
             "1 run with an infrastructure error not counted.\n") in md
-    assert "| 0 | node1 (H10-0001) | h10-5.3.0 | 1 | degraded | 124.81 | 13 | -3.57 | 81.60 @25 | 85.65 |" in md
-    assert "| 6 | node3 (H10-0003) | h10-5.3.0 | 2 | infra_error |" in md
+    assert ("| 0 | SoC A4EE0CA6…45AC | node1 | h10-5.3.0 | 1 | degraded | 124.81 | 13 | -3.57 | 81.60 @25 | 85.65 |"
+            in md)
+    assert "| 6 | SoC FA8A31B4…A9CC | node3 | h10-5.3.0 | 2 | infra_error |" in md
     assert "| h10-5.3.0 | hailo10h | 5.3.0 | 5.3.0 | 5.3.0 | 4/5 | 38–96 % | 2/3 |" in md
-    assert ("| node4 (H8-0004) | hailo8 | H8-0004 |  |  | "
-            "HailoRT 4.23.0, driver 4.23.0, firmware 4.23.0 (HAILO8) |") in md
+    assert ("| SoC A82B2479…B110 | hailo8 |  | A82B2479E3952827A5A98BA5FE11DE497DAA287A85AE806CAD65A1ECC1A7B110 |  | "
+            "ult_id A82B2479E395, lcs 3, boot_source PCIE | HailoRT 4.23.0, driver 4.23.0, firmware 4.23.0 (HAILO8) |"
+            ) in md
     assert "```sh\nlab run scenarios/cma_soak.yaml --inventory pis\n```" in md
     assert "```yaml\nname: cma_soak\nmatrix:\n" in md
     assert "sqlite:///lab.db" not in md  # the reproduction command drops --db
@@ -118,7 +171,7 @@ def test_markdown_is_ready_to_paste(planted):
 
 def test_html_is_self_contained(planted):
     html = render(planted, "html")
-    assert html.count("<svg") == 4  # one chart per unit x stack
+    assert html.count("<svg") == 8  # per unit x stack: fps and temperature, then its telemetry
     assert html.count('class="onset"') == 2  # one per degraded unit (its two repeats agree on run 13)
     assert "onset run 13" in html
     assert '<table class="matrix">' in html and "background: #f3b8b2" in html
@@ -132,15 +185,15 @@ def test_json_holds_verdicts_matrix_and_findings(planted):
     doc = json.loads(render(planted, "json"))
     assert [(r["node"], r["repeat"], r["verdict"]) for r in doc["runs"]] == [
         ("node1", 1, "degraded"), ("node2", 1, "degraded"), ("node3", 1, "stable"), ("node4", 1, "stable"),
-        ("node1", 2, "degraded"), ("node2", 2, "degraded"), ("node3", 2, "infra_error"), ("node4", 2, "stable")]
+        ("node2", 2, "degraded"), ("node1", 2, "degraded"), ("node3", 2, "infra_error"), ("node4", 2, "stable")]
     run0 = doc["runs"][0]["series"]
     assert (run0["onset_run"], round(run0["slope_fps_per_run"], 2), run0["floor_fps"]) == (13, -3.57, 81.6)
     cells = {(c["unit"], c["stack"]): (c["degraded"], c["counted"], c["infra_error"], round(c["interval"]["low"], 3),
                                        round(c["interval"]["high"], 3)) for c in doc["matrix"]}
-    assert cells == {("serial:H10-0001", "h10-5.3.0"): (2, 2, 0, 0.342, 1.0),
-                     ("serial:H10-0002", "h10-5.3.0"): (2, 2, 0, 0.342, 1.0),
-                     ("serial:H10-0003", "h10-5.3.0"): (0, 1, 1, 0.0, 0.793),
-                     ("serial:H8-0004", "h8-4.23.0"): (0, 2, 0, 0.0, 0.658)}
+    assert cells == {(f"soc:{soc_id(0)}", "h10-5.3.0"): (2, 2, 0, 0.342, 1.0),  # the HATs of units 0 and 1
+                     (f"soc:{soc_id(1)}", "h10-5.3.0"): (2, 2, 0, 0.342, 1.0),  # traded Pis for repeat 2
+                     (f"soc:{soc_id(2)}", "h10-5.3.0"): (0, 1, 1, 0.0, 0.793),
+                     (f"soc:{soc_id(3)}", "h8-4.23.0"): (0, 2, 0, 0.0, 0.658)}
     assert doc["findings"]["thermal"]["verdict"] == "not_thermal"
     assert doc["findings"]["total"]["degraded"] == 4 and doc["findings"]["total"]["counted"] == 7
     assert doc["records"] == len(doc["samples"]) == 196
@@ -172,7 +225,9 @@ def test_csv_round_trips_every_sample(planted):
     assert len(rows) == len(want) == 196
     casts = {"fps": float, "temp": float, "temp_min": float, "temp_max": float, "uptime": float, "nominal_s": float,
              "seq": int, "step_index": int, "run_index": int, "configure_count": int, "run": int,
-             "extra": json.loads}
+             "extra": json.loads, "pcie_speed": float, "pcie_max_speed": float, "pcie_width": int,
+             "pcie_max_width": int, "cma_free_kb": int, "cma_total_kb": int, "soc_temp": float,
+             "arm_clock_mhz": float, "cma_errors": int}
     for row, expected in zip(rows, want):
         for column, value in expected.items():
             text = row[column]
@@ -205,7 +260,7 @@ def test_recovery_campaign_only_reboot_restores(db_engine):
                                      ("reboot", 1, 1, 0, 0, 0, True)]
     text = render(db_engine, "text", "recovery")
     assert "recovery: only reboot restores throughput; cooldown: restored throughput in 0 of 1 degraded runs" in text
-    assert "  #0 node1 (H10-0001): recorded at run time as device_error\n" in text
+    assert "  #0 H10-0001: recorded at run time as device_error\n" in text
     html = render(db_engine, "html", "recovery")
     assert html.count('class="mark"') == 10  # 4 actions and a reboot on each unit's chart
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 import lab.cli
 from lab.cli import report as report_module  # noqa: F401 - registers the commands
 from lab.db.session import open_database
-from lab.report.synthetic import plant_campaign
+from lab.report.synthetic import plant_campaign, soc_id
 
 
 @pytest.fixture()
@@ -66,17 +66,17 @@ def test_compare_side_by_side(lab_cli, db):
         "B = after (scenario cma_soak, finished, 2026-04-30 05:08:01 UTC, 4 runs)\n"
         "\n"
         "unit x stack: k/n runs degraded [95 % Wilson interval]\n"
-        "unit              stack      A                                                     B\n"
-        "node1 (H10-0001)  h10-5.3.0  1/1 [21–100 %]                                        1/1 [21–100 %]\n"
-        "node2 (H10-0002)  h10-5.3.0  1/1 [21–100 %]                                        1/1 [21–100 %]\n"
-        "node3 (H10-0003)  h10-5.3.0  0/0 [0–100 %], 1 infra error not counted              0/1 [0–79 %]\n"
-        "node4 (H8-0004)   h8-4.23.0  0/1 [0–79 %]                                          0/1 [0–79 %]\n"
-        "all units         h10-5.3.0  2/2 [34–100 %], 1 infra error not counted, units 2/2  "
+        "unit               stack      A                                                     B\n"
+        "SoC A4EE0CA6…45AC  h10-5.3.0  1/1 [21–100 %]                                        1/1 [21–100 %]\n"
+        "SoC FAF1C754…88FA  h10-5.3.0  1/1 [21–100 %]                                        1/1 [21–100 %]\n"
+        "SoC FA8A31B4…A9CC  h10-5.3.0  0/0 [0–100 %], 1 infra error not counted              0/1 [0–79 %]\n"
+        "SoC A82B2479…B110  h8-4.23.0  0/1 [0–79 %]                                          0/1 [0–79 %]\n"
+        "all units          h10-5.3.0  2/2 [34–100 %], 1 infra error not counted, units 2/2  "
         "2/3 [21–94 %], units 2/3\n"
-        "all units         h8-4.23.0  0/1 [0–79 %], units 0/1                               "
+        "all units          h8-4.23.0  0/1 [0–79 %], units 0/1                               "
         "0/1 [0–79 %], units 0/1\n"
-        "thermal                      not thermal                                           not thermal\n"
-        "trigger                      not tested                                            not tested\n"
+        "thermal                       not thermal                                           not thermal\n"
+        "trigger                       not tested                                            not tested\n"
         "\n"
         "recovery A: not tested (no recovery action was measured after a degradation)\n"
         "recovery B: not tested (no recovery action was measured after a degradation)\n"), "")
@@ -85,11 +85,12 @@ def test_compare_side_by_side(lab_cli, db):
 def test_compare_markdown_and_json(lab_cli, db):
     code, out, _ = lab_cli("compare", "before", "2", "--db", db, "--format", "md")
     assert code == 0
-    assert "| node3 (H10-0003) | h10-5.3.0 | 0/0 [0–100 %], 1 infra error not counted | 0/1 [0–79 %] |\n" in out
+    assert "| SoC FA8A31B4…A9CC | h10-5.3.0 | 0/0 [0–100 %], 1 infra error not counted | 0/1 [0–79 %] |\n" in out
     code, out, _ = lab_cli("compare", "1", "2", "--db", db, "--format", "json")
     doc = json.loads(out)
     assert [c["name"] for c in doc["campaigns"]] == ["before", "after"]
-    node3 = next(r for r in doc["rows"] if r["unit"] == "node3 (H10-0003)")
+    node3 = next(r for r in doc["rows"] if r["key"] == f"soc:{soc_id(2)}")
+    assert node3["unit"] == "SoC FA8A31B4…A9CC"
     assert (node3["cells"]["A"]["counted"], node3["cells"]["A"]["infra_error"], node3["cells"]["B"]["counted"]) == (
         0, 1, 1)
 
@@ -98,7 +99,7 @@ def test_report_writes_the_file_atomically(lab_cli, db, tmp_path):
     target = tmp_path / "out" / "report.md"
     target.parent.mkdir()
     assert lab_cli("report", "after", "--db", db, "--format", "md", "-o", str(target)) == (
-        0, "", f"wrote {target} and 5 PNG figures in {target.parent / 'report-figures'}\n")
+        0, "", f"wrote {target} and 9 PNG figures in {target.parent / 'report-figures'}\n")
     assert target.read_text().startswith("# cma_soak: after\n")
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert sorted(p.name for p in target.parent.iterdir()) == ["report-figures", "report.md"]  # no temporary file

@@ -38,14 +38,14 @@ def test_md_with_output_writes_png_figures_linked_from_the_markdown(db, tmp_path
     target.parent.mkdir()
     assert lab.cli.main(["report", "planted", "--db", db, "-f", "md", "-o", str(target)]) == 0
     folder = target.parent / "my report-figures"
-    assert capsys.readouterr() == ("", f"wrote {target} and 5 PNG figures in {folder}\n")
+    assert capsys.readouterr() == ("", f"wrote {target} and 9 PNG figures in {folder}\n")
     text = target.read_text()
     links = LINK.findall(text)
-    assert [alt for alt, _ in links] == ["Unit x stack: runs degraded",
-                                         "node1 (H10-0001) · h10-5.3.0 — degraded",
-                                         "node2 (H10-0002) · h10-5.3.0 — degraded",
-                                         "node3 (H10-0003) · h10-5.3.0 — stable, infra_error",
-                                         "node4 (H8-0004) · h8-4.23.0 — stable"]
+    groups = ["SoC A4EE0CA6…45AC · h10-5.3.0 — degraded", "SoC FAF1C754…88FA · h10-5.3.0 — degraded",
+              "SoC FA8A31B4…A9CC · h10-5.3.0 — stable, infra_error", "SoC A82B2479…B110 · h8-4.23.0 — stable"]
+    # each unit x stack: its fps and temperature, then its telemetry (PCIe link, CMA)
+    assert [alt for alt, _ in links] == ["Unit x stack: runs degraded"] + [
+        title for group in groups for title in (group, f"{group} — telemetry")]
     assert text.index("## Figures") < text.index("## Runs")
     for _, href in links:
         assert not href.startswith(("/", "http")) and " " not in href
@@ -63,10 +63,10 @@ def test_charts_show_fps_temperature_and_onset(db):
     model = load_report(engine, "planted")
     engine.dispose()
     title, lines = chart_groups(model)[0][0]
-    assert title == "node1 (H10-0001) · h10-5.3.0 — degraded"
+    assert title == "SoC A4EE0CA6…45AC · h10-5.3.0 — degraded"
     assert [line.onset for line in lines] == [13, 13]
     name, _, data = figures(model)[1]
-    assert name == "fps-01-node1-H10-0001-h10-5.3.0.png"
+    assert name == "fps-01-SoC-A4EE0CA6-45AC-h10-5.3.0.png"
     from io import BytesIO
 
     with Image.open(BytesIO(data)) as image:
