@@ -52,7 +52,6 @@ class Agent:
         self.sysfs = spec.get("sysfs_root") or "/sys"
         self.meminfo = spec.get("meminfo") or "/proc/meminfo"
         self.dev_node = spec.get("dev_node") or "/dev/hailo0"
-        self._runtime_log = ""  # the last `hailortcli logs runtime` output, to count only new lines
         self.prior: List[Dict[str, Any]] = []  # this phase's records from an earlier, interrupted attempt
 
     def resume_from(self, records: List[Dict[str, Any]]) -> None:
@@ -361,10 +360,8 @@ class Agent:
         art = self.save("benchmark-%d-run%03d-runtime_log.txt" % (index, k), proc.stdout)
         if proc.returncode != 0:
             return {"artifact": art}
-        text, previous = proc.stdout, self._runtime_log
-        new = text[len(previous):] if previous and text.startswith(previous) else text  # a log that is not drained
-        self._runtime_log = text
-        count = sum(1 for line in new.splitlines() if "cma_alloc" in line and "alloc failed" in line)
+        # each read returns the chip's log lines since the previous read (the CLI drains the device's buffer)
+        count = sum(1 for line in proc.stdout.splitlines() if "cma_alloc" in line and "alloc failed" in line)
         return {"artifact": art, "cma_errors": count}
 
     # ---- pre-flight ----------------------------------------------------------------------
