@@ -167,6 +167,7 @@ def host_phase_spec(campaign: str, plan: Plan, phase_index: int, run_id: int, ho
             "driver_module": host.vars.get("lab_driver_module") or CHIP_MODULE.get(chip or "", "hailo1x_pci"),
             "hef_dirs": host.vars.get("lab_hef_dirs") or ["/usr/share/hailo-models"],
             "node": host.name,
+            "inventory_chip": host.chip,  # the pre-flight checks it against the PCI device ID
             # kernel interfaces: /sys and /proc/meminfo on a Pi, the emulator's files on a virtual node
             "sysfs_root": host.vars.get("lab_sysfs_root") or "/sys",
             "meminfo": host.vars.get("lab_meminfo") or "/proc/meminfo",

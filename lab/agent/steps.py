@@ -401,23 +401,23 @@ class Agent:
             stopped.append({"service": service, "rc": proc.returncode})
         started = time.monotonic()
         timeout = float(self.spec.get("ready_timeout") or READY_TIMEOUT)
-        state = self.readiness()
-        while not state["ready"] and time.monotonic() - started < timeout:
+        state, mismatch = self.readiness(), None
+        while True:
+            device = self._device()
+            mismatch = self._chip_mismatch(node, device)
+            if state["ready"] or mismatch or time.monotonic() - started >= timeout:
+                break  # a wrong chip never gets ready with this stack's driver: say so at once
             time.sleep(1.0)
             state = self.readiness()
-        device = self._device()
         holders = kernel.device_holders(self.dev_node) if state["dev_node"] else []
         error = None
         if not state["devices"]:
-            error = "%s: no Hailo PCI device (vendor %s) under %s/bus/pci/devices" % (node, kernel.HAILO_VENDOR[2:], self.sysfs)
-        elif kernel.chip_mismatch(node, self.spec.get("chip"), device["device"] if device else None):
-            error = kernel.chip_mismatch(node, self.spec.get("chip"), device["device"] if device else None)
+            error = "%s: no Hailo PCI device (vendor %s) under %s/bus/pci/devices" % (
+                node, kernel.HAILO_VENDOR[2:], self.sysfs)
+        elif mismatch:
+            error = mismatch
         elif not state["ready"]:
-            missing = [what for what, ok in (("boot not finished (%s)" % state["system"], state["system"] in READY_STATES + (None,)),
-                                              ("driver not bound", state["driver"]), (self.dev_node + " missing", state["dev_node"]),
-                                              ("clock not synchronised", state["ntp_synchronized"] is not False or not state["timesyncd"]))
-                       if not ok]
-            error = "%s: not ready after %ds: %s" % (node, timeout, ", ".join(missing))
+            error = "%s: not ready after %ds: %s" % (node, timeout, ", ".join(self._missing(state)))
         elif holders:
             error = ("%s: %s is held by %s; stop it before measuring, or name its service in the phase's stop_services"
                      % (node, self.dev_node, kernel.describe_holders(holders)))
@@ -427,6 +427,22 @@ class Agent:
                     ntp_synchronized=state["ntp_synchronized"], holders=holders, stopped_services=stopped,
                     chip=self.spec.get("chip"), error=error)
         return error
+
+    def _chip_mismatch(self, node: str, device: Optional[Dict[str, str]]) -> Optional[str]:
+        """The one-line error when the chip the inventory (else the stack) names is not the PCI device found."""
+        inventory = self.spec.get("inventory_chip")
+        mismatch = kernel.chip_mismatch(node, inventory or self.spec.get("chip"), device["device"] if device else None)
+        if mismatch and not inventory and "inventory_chip" in self.spec:
+            mismatch = mismatch.replace("the inventory says lab_chip", "the stack is for", 1)
+        return mismatch
+
+    def _missing(self, state: Dict[str, Any]) -> List[str]:
+        """What keeps a node from being ready, in words."""
+        checks = ((state["system"] in READY_STATES + (None,), "boot not finished (%s)" % state["system"]),
+                  (state["driver"], "driver not bound"),
+                  (state["dev_node"], "%s missing" % self.dev_node),
+                  (state["ntp_synchronized"] is not False or not state["timesyncd"], "clock not synchronised"))
+        return [what for ok, what in checks if not ok]
 
     def restart_services(self) -> None:
         """Start again the services the pre-flight stopped: the node is left as its owner had it."""

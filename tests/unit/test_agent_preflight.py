@@ -92,6 +92,17 @@ def test_a_chip_that_does_not_match_the_inventory_is_one_line(node):
         f"fix lab_chip for {_host()} in the inventory")
 
 
+def test_without_a_chip_in_the_inventory_the_stacks_chip_is_checked(node):
+    spec = fake_kernel(node.parent / "kernel", device="0x2864")
+    Path(spec["sysfs_root"], "bus/pci/devices/0001:01:00.0/driver").unlink()  # hailo1x_pci never binds a Hailo-8
+    out = _run(node, BENCH, chip="hailo10h", inventory_chip=None, ready_timeout=60)
+    assert out["status"] == "infra_error"
+    end = records(node)[-1]
+    assert end["error"] == (f"{_host()}: the stack is for hailo10h but the PCI device is 1e60:2864 (Hailo-8/8L); "
+                            f"fix lab_chip for {_host()} in the inventory")
+    assert next(r for r in records(node) if r["kind"] == "preflight")["waited_s"] < 5  # not the ready timeout
+
+
 def test_a_node_that_never_gets_ready_says_what_is_missing(node):
     spec = fake_kernel(node.parent / "kernel")
     Path(spec["sysfs_root"], "bus/pci/devices/0001:01:00.0/driver").unlink()  # the driver never bound

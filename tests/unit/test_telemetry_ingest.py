@@ -84,3 +84,31 @@ def test_stop_services_names_systemd_services():
     for bad in ("['hailort; reboot']", "[hailort]", "['-r.service']"):
         with pytest.raises(ConfigError, match="is not a systemd service name"):
             parse_scenario(SCENARIO % bad, "s.yaml")
+
+
+def test_the_phase_spec_names_the_kernel_interfaces_and_the_services_to_stop(tmp_path, monkeypatch):
+    """What the controller hands each node's agent: where sysfs and meminfo are, vcgencmd, the node's name and
+    chip, and the phase's stop_services, all from the inventory and the scenario."""
+    from lab.orchestrator import host_phase_spec, plan_campaign
+
+    (tmp_path / "rack.yml").write_text("""all:
+  hosts:
+    pi-01: {ansible_host: 192.0.2.11, lab_chip: hailo10h, lab_sysfs_root: /sys, lab_meminfo: /proc/meminfo,
+            lab_vcgencmd: vcgencmd}
+    pi-02: {ansible_host: 192.0.2.12}
+  vars:
+    lab_hailo_sources: [archive]
+""")
+    (tmp_path / "s.yaml").write_text((SCENARIO % "[hailort.service]").replace("[identify]", "[identify, provision]")
+                                     .replace("h10-5.3.0", "h10-5.1.1"))
+    monkeypatch.chdir(tmp_path)
+    plan = plan_campaign(tmp_path / "s.yaml", str(tmp_path / "rack.yml"))
+    stack = plan.loaded.stacks["h10-5.1.1"]
+    agent = host_phase_spec("c", plan, 0, 1, plan.inventory.hosts["pi-01"], stack)["agent"]
+    assert (agent["node"], agent["inventory_chip"], agent["chip"]) == ("pi-01", "hailo10h", "hailo10h")
+    assert (agent["sysfs_root"], agent["meminfo"], agent["commands"]["vcgencmd"]) == ("/sys", "/proc/meminfo",
+                                                                                     ["vcgencmd"])
+    assert agent["stop_services"] == ["hailort.service"]
+    other = host_phase_spec("c", plan, 0, 2, plan.inventory.hosts["pi-02"], stack)["agent"]
+    assert (other["inventory_chip"], other["chip"], other["sysfs_root"]) == (None, "hailo10h", "/sys")
+    assert "vcgencmd" not in other["commands"]
