@@ -26,7 +26,8 @@ _MEMINFO = re.compile(r"^(\w+(?:\(\w+\))?):\s+(\d+)(?: kB)?\s*$")
 
 # ---- parsers (pure) -----------------------------------------------------------------------------
 def parse_link_speed(text: str) -> Optional[float]:
-    """current_link_speed / max_link_speed in GT/s: `8.0 GT/s PCIe` (Linux >= 5.6), `5 GT/s` (older); None for `Unknown`."""
+    """current_link_speed / max_link_speed in GT/s: `8.0 GT/s PCIe` (Linux >= 5.6), `5 GT/s` (older);
+    None for `Unknown`."""
     m = _SPEED.match(text or "")
     return float(m.group(1)) if m else None
 

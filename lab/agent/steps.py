@@ -301,7 +301,7 @@ class Agent:
             "dmesg": self.commands.get("kernel_log") or ["dmesg"],
             "runtime_log": ["hailortcli", "logs", "runtime"],
             "journal": ["journalctl", "-b", "--no-pager", "-o", "short-iso"],
-            "throttled": self.commands.get("throttled") or ["vcgencmd", "get_throttled"],
+            "throttled": self.throttled_cmd(),
             "lspci": ["lspci", "-vv"],
         }
         for item in step.get("items") or []:
@@ -309,7 +309,8 @@ class Agent:
                 proc = self.tool(list(sources[item]), 120)
                 text, rc = proc.stdout, proc.returncode
             elif item == "cma":
-                text, rc = "".join(l for l in open("/proc/meminfo") if l.startswith("Cma")), 0
+                with open(self.meminfo) as fh:  # lab_meminfo: /proc/meminfo on a Pi
+                    text, rc = "".join(line for line in fh if line.startswith("Cma")), 0
             elif item == "temps":
                 zones = sorted(glob.glob("/sys/class/thermal/thermal_zone*/temp"))
                 text = "".join("%s %s" % (z, open(z).read()) for z in zones)
@@ -320,9 +321,14 @@ class Agent:
             art = self.save("collect-%d-%s.txt" % (index, item), text)
             self.record("artifact", step="collect", step_index=index, item=item, rc=rc, artifact=art)
 
+    def throttled_cmd(self) -> List[str]:
+        """lab_throttled_cmd, else `<lab_vcgencmd> get_throttled`."""
+        vcgencmd = list(self.commands.get("vcgencmd") or ["vcgencmd"])
+        return list(self.commands.get("throttled") or vcgencmd + ["get_throttled"])
+
     def throttled(self) -> Optional[str]:
         """The Pi's throttle state (`vcgencmd get_throttled`), None where there is no such tool."""
-        cmd = self.commands.get("throttled") or list(self.commands.get("vcgencmd") or ["vcgencmd"]) + ["get_throttled"]
+        cmd = self.throttled_cmd()
         if shutil.which(cmd[0]) is None:
             return None
         proc = self.tool(list(cmd), 10)
