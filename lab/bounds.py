@@ -47,6 +47,10 @@ POWER_W = Bound(0.0, 100.0, " W")  # the M.2 HATs draw a few watts; the Pi 5's s
 RUN = Bound(0, INT32_MAX, "", whole=True)  # some tools and sheets count runs from 0
 COUNT = Bound(0, INT32_MAX, "", whole=True)
 SECONDS = Bound(0.0, 1e9, " s")  # 31 years
+PCIE_GTS = Bound(2.5, 64.0, " GT/s")  # PCIe 1.0 .. 6.0 per lane
+PCIE_LANES = Bound(1, 32, " lanes", whole=True)
+KB = Bound(0, 2**40, " kB", whole=True)  # a terabyte of CMA is past any Pi
+CLOCK_MHZ = Bound(0.0, 10_000.0, " MHz")
 
 # lab analyze CSV columns
 CSV_BOUNDS: dict[str, Bound] = {"run": RUN, "fps": FPS, "temp": TEMP_C, "configures": COUNT, "inference_s": SECONDS}
@@ -56,6 +60,8 @@ RECORD_BOUNDS: dict[str, Bound] = {
     "fps": FPS, "temp": TEMP_C, "temp_mean": TEMP_C, "temp_min": TEMP_C, "temp_max": TEMP_C,
     "run": RUN, "run_index": RUN, "step_index": COUNT, "configures": COUNT, "configure_count": COUNT,
     "uptime": SECONDS, "nominal_s": SECONDS,
+    "pcie_speed": PCIE_GTS, "pcie_max_speed": PCIE_GTS, "pcie_width": PCIE_LANES, "pcie_max_width": PCIE_LANES,
+    "cma_free_kb": KB, "cma_total_kb": KB, "soc_temp": TEMP_C, "arm_clock_mhz": CLOCK_MHZ, "cma_errors": COUNT,
 }
 
 

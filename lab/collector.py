@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from lab.agent.parsers import ToolOutputError, parse_dmesg, parse_runtime_log
-from lab.db.ingest import ingest_samples, store_artifact, upsert_unit
+from lab.db.ingest import ingest_samples, store_artifact, store_preflight, upsert_unit
 from lab.db.models import Artifact, LogEvent, Run
 from lab.inventory import Host
 
@@ -148,9 +148,9 @@ class Collector:
             rec = dict(rec)
             rec.setdefault("step", rec.get("kind"))
             by_run.setdefault(run_id, []).append(rec)
-            art = rec.get("artifact")
-            if isinstance(art, dict) and art.get("artifact"):
-                cur.artifacts[str(art["artifact"])] = (run_id, str(art.get("sha256")))
+            for art in (rec.get("artifact"), rec.get("runtime_log")):  # a benchmark sample names two
+                if isinstance(art, dict) and art.get("artifact"):
+                    cur.artifacts[str(art["artifact"])] = (run_id, str(art.get("sha256")))
         added = 0
         with Session(self.engine) as session, session.begin():
             for run_id, recs in by_run.items():
@@ -158,6 +158,8 @@ class Collector:
                 for rec in recs:
                     if rec.get("kind") == "identity" and isinstance(rec.get("identity"), dict):
                         self._identity(session, run_id, cur.host, rec)
+                    elif rec.get("kind") == "preflight":
+                        store_preflight(session, run_id, rec)
         for rec in records:
             cur.last = rec if rec.get("kind") in ("sample", "phase_start", "phase_end") else cur.last
             if self.on_record:

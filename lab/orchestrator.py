@@ -38,7 +38,7 @@ CHIP_MODULE = {"hailo10h": "hailo1x_pci", "hailo8": "hailo_pci", "hailo8l": "hai
 COMMAND_VARS = {"kernel_log": "lab_kernel_log_cmd", "pcie_remove": "lab_pcie_remove_cmd",
                 "pcie_rescan": "lab_pcie_rescan_cmd", "driver_version": "lab_driver_version_cmd",
                 "throttled": "lab_throttled_cmd", "firmware_version": "lab_firmware_version_cmd",
-                "bootloader_version": "lab_bootloader_version_cmd"}
+                "bootloader_version": "lab_bootloader_version_cmd", "vcgencmd": "lab_vcgencmd"}
 
 
 @dataclass
@@ -166,6 +166,12 @@ def host_phase_spec(campaign: str, plan: Plan, phase_index: int, run_id: int, ho
             "chip": chip,
             "driver_module": host.vars.get("lab_driver_module") or CHIP_MODULE.get(chip or "", "hailo1x_pci"),
             "hef_dirs": host.vars.get("lab_hef_dirs") or ["/usr/share/hailo-models"],
+            "node": host.name,
+            "inventory_chip": host.chip,  # the pre-flight checks it against the PCI device ID
+            # kernel interfaces: /sys and /proc/meminfo on a Pi, the emulator's files on a virtual node
+            "sysfs_root": host.vars.get("lab_sysfs_root") or "/sys",
+            "meminfo": host.vars.get("lab_meminfo") or "/proc/meminfo",
+            "stop_services": list(phase.stop_services),
             "commands": {k: v for k, v in commands.items() if v},
             # where the Pi's devicetree is (a real Pi's by default; a virtual node's stand-in)
             "devicetree_dir": host.vars.get("lab_devicetree_dir") or "/sys/firmware/devicetree/base",
@@ -343,7 +349,10 @@ class CampaignRunner:
                 else:
                     failure = self._unread(spec, host.facts.get("lab_agent_last_seq"))
                 if failure is None:
-                    self._end_phase(spec, index, None, None, host.facts.get("lab_phase_boot_id"))
+                    status, error = self._end_phase(spec, index, None, None, host.facts.get("lab_phase_boot_id"))
+                    if status == "infra_error":  # the agent's pre-flight refused (device held, chip mismatch, ...)
+                        self._fail_run(self.run_ids[spec.index], f"{phase.name}: {error}")
+                        del active_all[node]
                 else:  # this node's run ends here; the others go on
                     self._end_phase(spec, index, "infra_error", f"{phase.name}: {failure}")
                     self._fail_run(self.run_ids[spec.index], f"{phase.name}: {failure}")
@@ -409,8 +418,9 @@ class CampaignRunner:
                 phase.started_at = datetime.now(UTC)
 
     def _end_phase(self, spec: RunSpec, index: int, status: str | None, error: str | None,
-                   boot_id: str | None = None) -> None:
-        """Close a phase: its status from the agent's phase_end record (unless the node failed) and its boot."""
+                   boot_id: str | None = None) -> tuple[str, str | None]:
+        """Close a phase: its status from the agent's phase_end record (unless the node failed) and its boot;
+        returns (status, error)."""
         run_id = self.run_ids[spec.index]
         with Session(self.engine) as session, session.begin():
             phase = session.scalar(select(Phase).where(Phase.run_id == run_id, Phase.index == index))
@@ -434,6 +444,7 @@ class CampaignRunner:
             name = phase.name
         if not told and self.on_record is not None:  # provisioning-only phases and failures end visibly too
             self.on_record(spec.node, {"kind": "phase_end", "phase": name, "status": status, "error": error})
+        return status, error
 
     def _fail_run(self, run_id: int, error: str) -> None:
         with Session(self.engine) as session, session.begin():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,9 @@ from lab.steps import (HEF_HINT, HEF_RE, SHORTHAND, STEP_MODELS, BenchmarkStep, 
                        ChipResetStep, CollectStep, ConfigureCyclesStep, CooldownStep, DriverReloadStep, HefStep,
                        IdentifyStep, InferContinuousStep, PcieRescanStep, ProvisionStep, Step, step_to_data)
 from lab.yamlload import Document, custom_error, did_you_mean, dotted, load_yaml, parse_yaml, validate
+
+SERVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,80}\.service")
+
 
 class Matrix(StrictModel):
     """What to run on: stacks x repeats, on the inventory's nodes (optionally one group)."""
@@ -49,11 +53,25 @@ class Phase(StrictModel):
     description: str = ""
     reboot: bool = Field(False, description="true to reboot the node before the steps")
     steps: list[Step] = Field(default_factory=list, description="the steps to run, in order")
+    stop_services: list[str] = Field(
+        default_factory=list,
+        description="systemd services that hold the device, stopped before the pre-flight and started again "
+                    "after the phase, e.g. [hailort.service]")
 
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
         return check_name(value, "phase name")
+
+    @field_validator("stop_services")
+    @classmethod
+    def _check_services(cls, value: list[str]) -> list[str]:
+        for i, name in enumerate(value):
+            if not SERVICE_RE.fullmatch(name):
+                raise custom_error(f"'{name}' is not a systemd service name",
+                                   "name a unit such as hailort.service (letters, digits, '-', '_', '.', '@')",
+                                   at=(i,))
+        return value
 
     @model_validator(mode="after")
     def _does_something(self) -> Phase:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import socket
 import subprocess
 import time
 from typing import Any, Dict, List, Optional
 
+from . import kernel
 from .parsers import ToolOutputError, parse_benchmark, parse_errors, parse_identify, parse_version, run_throttling
 from .pi import PI_DEVICETREE_DIR, read_pi_identity
 from .records import RecordLog, node_facts, write_artifact
@@ -17,6 +19,8 @@ DEVICE_STEPS = ("identify", "benchmark", "configure_cycles", "infer_continuous",
                 "driver_reload", "pcie_rescan", "chip_reset")
 DEFAULT_HEF_DIRS = ("/usr/share/hailo-models",)
 TOOL_TIMEOUT_MARGIN = 120.0
+READY_TIMEOUT = 300.0  # seconds a node may take after boot to be ready to measure (real time, not scaled)
+READY_STATES = ("running", "degraded")  # `systemctl is-system-running`: boot finished (degraded: a unit failed)
 
 
 def installed_wheels() -> Dict[str, str]:
@@ -46,6 +50,9 @@ class Agent:
         self.phase = spec["phase"]
         self.base = {"run_key": spec.get("run_key"), "phase": self.phase, "phase_index": spec.get("phase_index")}
         self.nominal = 0.0  # nominal seconds elapsed in this phase (time-scale independent)
+        self.sysfs = spec.get("sysfs_root") or "/sys"
+        self.meminfo = spec.get("meminfo") or "/proc/meminfo"
+        self.dev_node = spec.get("dev_node") or "/dev/hailo0"
         self.prior: List[Dict[str, Any]] = []  # this phase's records from an earlier, interrupted attempt
 
     def resume_from(self, records: List[Dict[str, Any]]) -> None:
@@ -186,6 +193,9 @@ class Agent:
                 if throttling is not None:
                     fields.update(hailo_throttling=throttling, hailo_throttling_state=chip_state)
                 fields["throttled"] = self.throttled()
+                fields.update(self.telemetry())
+                log = self.runtime_log_after_run(index, k)
+                fields.update(cma_errors=log.get("cma_errors"), runtime_log=log.get("artifact"))
                 self.record("sample", **fields)
             else:
                 fields["error"] = self.failure(proc.stdout)
@@ -287,14 +297,13 @@ class Agent:
             self._commands("pcie_rescan", index, [list(remove), list(rescan)])
             return
         # A real Pi: remove the device from the PCI bus and rescan, through sysfs.
-        devices = glob.glob("/sys/bus/pci/devices/*/vendor")
-        hailo = [os.path.dirname(p) for p in devices if open(p).read().strip() == "0x1e60"]
+        hailo = [d["path"] for d in kernel.find_devices(self.sysfs)]  # by vendor ID, at whatever address
         error = None
         try:
             for dev in hailo:
                 with open(os.path.join(dev, "remove"), "w") as fh:
                     fh.write("1")
-            with open("/sys/bus/pci/rescan", "w") as fh:
+            with open(os.path.join(self.sysfs, "bus", "pci", "rescan"), "w") as fh:
                 fh.write("1")
         except OSError as exc:
             error = "pcie rescan failed: %s" % exc
@@ -308,7 +317,7 @@ class Agent:
             "dmesg": self.commands.get("kernel_log") or ["dmesg"],
             "runtime_log": ["hailortcli", "logs", "runtime"],
             "journal": ["journalctl", "-b", "--no-pager", "-o", "short-iso"],
-            "throttled": self.commands.get("throttled") or ["vcgencmd", "get_throttled"],
+            "throttled": self.throttled_cmd(),
             "lspci": ["lspci", "-vv"],
         }
         for item in step.get("items") or []:
@@ -316,7 +325,8 @@ class Agent:
                 proc = self.tool(list(sources[item]), 120)
                 text, rc = proc.stdout, proc.returncode
             elif item == "cma":
-                text, rc = "".join(l for l in open("/proc/meminfo") if l.startswith("Cma")), 0
+                with open(self.meminfo) as fh:  # lab_meminfo: /proc/meminfo on a Pi
+                    text, rc = "".join(line for line in fh if line.startswith("Cma")), 0
             elif item == "temps":
                 zones = sorted(glob.glob("/sys/class/thermal/thermal_zone*/temp"))
                 text = "".join("%s %s" % (z, open(z).read()) for z in zones)
@@ -327,13 +337,143 @@ class Agent:
             art = self.save("collect-%d-%s.txt" % (index, item), text)
             self.record("artifact", step="collect", step_index=index, item=item, rc=rc, artifact=art)
 
+    def throttled_cmd(self) -> List[str]:
+        """lab_throttled_cmd, else `<lab_vcgencmd> get_throttled`."""
+        vcgencmd = list(self.commands.get("vcgencmd") or ["vcgencmd"])
+        return list(self.commands.get("throttled") or vcgencmd + ["get_throttled"])
+
     def throttled(self) -> Optional[str]:
         """The Pi's throttle state (`vcgencmd get_throttled`), None where there is no such tool."""
-        cmd = self.commands.get("throttled") or ["vcgencmd", "get_throttled"]
+        cmd = self.throttled_cmd()
         if shutil.which(cmd[0]) is None:
             return None
         proc = self.tool(list(cmd), 10)
         return proc.stdout.strip().split("=")[-1] if proc.returncode == 0 else None
+
+    def telemetry(self) -> Dict[str, Any]:
+        """What the field report read beside each run's fps: the PCIe link (current and max), power state,
+        ASPM, host CMA, the Pi's SoC temperature and ARM clock. A figure the node cannot give is left out."""
+        out: Dict[str, Any] = {}
+        device = self._device()
+        if device is not None:
+            out.update(kernel.read_link(self.sysfs, device["path"]))
+        out.update(kernel.read_cma(self.meminfo))
+        vcgencmd = list(self.commands.get("vcgencmd") or ["vcgencmd"])
+        if shutil.which(vcgencmd[0]) is not None:
+            temp = self.tool(vcgencmd + ["measure_temp"], 10)
+            clock = self.tool(vcgencmd + ["measure_clock", "arm"], 10)
+            out["soc_temp"] = kernel.parse_measure_temp(temp.stdout) if temp.returncode == 0 else None
+            hz = kernel.parse_measure_clock(clock.stdout) if clock.returncode == 0 else None
+            out["arm_clock_mhz"] = round(hz / 1e6, 1) if hz is not None else None
+        return {k: v for k, v in out.items() if v is not None}
+
+    def _device(self) -> Optional[Dict[str, str]]:
+        """The Hailo PCI device of this node's chip (by vendor and device ID), else the first Hailo one."""
+        devices = kernel.find_devices(self.sysfs)
+        want = kernel.CHIP_DEVICE_IDS.get(self.spec.get("chip") or "")
+        return next((d for d in devices if d["device"] == want), devices[0] if devices else None)
+
+    def runtime_log_after_run(self, index: int, k: int) -> Dict[str, Any]:
+        """HailoRT 5.x (the Hailo-10H line): the chip-side runtime log right after run k, kept as that run's
+        artifact, and how many CMA `alloc failed` lines are new in it (cma_errors)."""
+        if (self.spec.get("chip") or "") != "hailo10h":
+            return {}
+        proc = self.tool(["hailortcli", "logs", "runtime"], 60)
+        art = self.save("benchmark-%d-run%03d-runtime_log.txt" % (index, k), proc.stdout)
+        if proc.returncode != 0:
+            return {"artifact": art}
+        # each read returns the chip's log lines since the previous read (the CLI drains the device's buffer)
+        count = sum(1 for line in proc.stdout.splitlines() if "cma_alloc" in line and "alloc failed" in line)
+        return {"artifact": art, "cma_errors": count}
+
+    # ---- pre-flight ----------------------------------------------------------------------
+    def readiness(self) -> Dict[str, Any]:
+        """One look at what a measurement needs: boot finished, the device found and bound, /dev/hailo0,
+        the clock synchronised (or known not to be: no systemd-timesyncd running)."""
+        def out(argv: List[str]) -> Optional[str]:
+            if shutil.which(argv[0]) is None:
+                return None
+            return self.tool(argv, 30).stdout.strip() or None
+
+        found = kernel.find_devices(self.sysfs)
+        device = self._device()
+        ntp = out(["timedatectl", "show", "-p", "NTPSynchronized", "--value"])
+        syncing = out(["systemctl", "is-active", "systemd-timesyncd.service"]) == "active"
+        state: Dict[str, Any] = {
+            "system": out(["systemctl", "is-system-running"]),
+            "devices": [{"address": d["address"], "device": d["device"]} for d in found],
+            "driver": kernel.bound_driver(device["path"]) if device else None,
+            "dev_node": os.path.exists(self.dev_node),
+            "ntp_synchronized": None if ntp is None else ntp == "yes",
+            "timesyncd": syncing,
+        }
+        clock_ok = state["ntp_synchronized"] is not False or not syncing
+        state["ready"] = bool(state["system"] in READY_STATES + (None,) and device and state["driver"]
+                              and state["dev_node"] and clock_ok)
+        return state
+
+    def preflight(self) -> Optional[str]:
+        """Before a measuring phase: stop the services the scenario names, wait until the node is ready,
+        find the device by PCI vendor and device ID, check the inventory's chip, check nobody holds the
+        device. Records what it found (a `preflight` record); returns the one-line reason to stop, or None."""
+        node = self.spec.get("node") or socket.gethostname()
+        stopped = []
+        for service in self.spec.get("stop_services") or []:
+            proc = self.tool(["systemctl", "stop", "--", str(service)], 120)
+            stopped.append({"service": service, "rc": proc.returncode})
+        started = time.monotonic()
+        timeout = float(self.spec.get("ready_timeout") or READY_TIMEOUT)
+        state, mismatch = self.readiness(), None
+        while True:
+            device = self._device()
+            mismatch = self._chip_mismatch(node, device)
+            if state["ready"] or mismatch or time.monotonic() - started >= timeout:
+                break  # a wrong chip never gets ready with this stack's driver: say so at once
+            time.sleep(1.0)
+            state = self.readiness()
+        holders = kernel.device_holders(self.dev_node) if state["dev_node"] else []
+        error = None
+        if not state["devices"]:
+            error = "%s: no Hailo PCI device (vendor %s) under %s/bus/pci/devices" % (
+                node, kernel.HAILO_VENDOR[2:], self.sysfs)
+        elif mismatch:
+            error = mismatch
+        elif not state["ready"]:
+            error = "%s: not ready after %ds: %s" % (node, timeout, ", ".join(self._missing(state)))
+        elif holders:
+            error = ("%s: %s is held by %s; stop it before measuring, or name its service in the phase's stop_services"
+                     % (node, self.dev_node, kernel.describe_holders(holders)))
+        self.record("preflight", ready=state["ready"], ready_s=kernel.seconds_since_boot() if state["ready"] else None,
+                    waited_s=round(time.monotonic() - started, 3), system_state=state["system"],
+                    devices=state["devices"], driver=state["driver"], dev_node=state["dev_node"],
+                    ntp_synchronized=state["ntp_synchronized"], holders=holders, stopped_services=stopped,
+                    chip=self.spec.get("chip"), error=error)
+        return error
+
+    def _chip_mismatch(self, node: str, device: Optional[Dict[str, str]]) -> Optional[str]:
+        """The one-line error when the chip the inventory (else the stack) names is not the PCI device found."""
+        inventory = self.spec.get("inventory_chip")
+        mismatch = kernel.chip_mismatch(node, inventory or self.spec.get("chip"), device["device"] if device else None)
+        if mismatch and not inventory and "inventory_chip" in self.spec:
+            mismatch = mismatch.replace("the inventory says lab_chip", "the stack is for", 1)
+        return mismatch
+
+    def _missing(self, state: Dict[str, Any]) -> List[str]:
+        """What keeps a node from being ready, in words."""
+        checks = ((state["system"] in READY_STATES + (None,), "boot not finished (%s)" % state["system"]),
+                  (state["driver"], "driver not bound"),
+                  (state["dev_node"], "%s missing" % self.dev_node),
+                  (state["ntp_synchronized"] is not False or not state["timesyncd"], "clock not synchronised"))
+        return [what for ok, what in checks if not ok]
+
+    def restart_services(self) -> None:
+        """Start again the services the pre-flight stopped: the node is left as its owner had it."""
+        services = [str(s) for s in self.spec.get("stop_services") or []]
+        if not services:
+            return
+        rcs = [self.tool(["systemctl", "start", "--", s], 120).returncode for s in services]
+        self.record("event", step="restart_services", services=services, rc=max(rcs),
+                    error=None if max(rcs) == 0 else "restarting %s failed (exit %s)" % (services, rcs))
 
     def system(self) -> Dict[str, Any]:
         """What the node runs, as installed (not as pinned): kernel, DKMS, Hailo packages, the wheel, holds,
@@ -384,6 +524,12 @@ class Agent:
         else:
             self.record("phase_start", steps=len(self.spec.get("steps") or []))
             self.record("system", **self.system())
+            if any(s.get("kind") in DEVICE_STEPS for s in self.spec.get("steps") or []):
+                refused = self.preflight()
+                if refused is not None:  # not the device's fault: the run ends as an infrastructure error
+                    self.restart_services()
+                    self.record("phase_end", status="infra_error", error=refused)
+                    return "infra_error"
         started = {r.get("step_index") for r in self.prior}
         for index, step in enumerate(self.spec.get("steps") or []):
             kind = step.get("kind")
@@ -399,5 +545,6 @@ class Agent:
                 handler(index, step)
             except DeviceFailure as exc:
                 status, error = "device_error", str(exc)
+        self.restart_services()
         self.record("phase_end", status=status, error=error)
         return status

@@ -27,9 +27,16 @@ RECORD_KEYS = {
     "configure_count": "configure_count", "configures": "configure_count",
     "boot_id": "boot_id", "uptime": "uptime", "throttled": "throttled", "error": "error", "nominal_s": "nominal_s",
     "hailo_throttling": "chip_throttling",
+    # per-run telemetry (lab/agent/steps.py Agent.telemetry, runtime_log_after_run)
+    "pcie_speed": "pcie_speed", "pcie_width": "pcie_width", "pcie_max_speed": "pcie_max_speed",
+    "pcie_max_width": "pcie_max_width", "power_state": "power_state", "aspm": "aspm",
+    "cma_free_kb": "cma_free_kb", "cma_total_kb": "cma_total_kb", "soc_temp": "soc_temp",
+    "arm_clock_mhz": "arm_clock_mhz", "cma_errors": "cma_errors",
 }
-_FLOATS = {"fps", "temp", "temp_min", "temp_max", "uptime", "nominal_s"}
-_INTS = {"seq", "step_index", "run_index", "configure_count"}
+_FLOATS = {"fps", "temp", "temp_min", "temp_max", "uptime", "nominal_s", "pcie_speed", "pcie_max_speed", "soc_temp",
+           "arm_clock_mhz"}
+_INTS = {"seq", "step_index", "run_index", "configure_count", "pcie_width", "pcie_max_width", "cma_free_kb",
+         "cma_total_kb", "cma_errors"}
 _BOOLS = {"chip_throttling"}
 _CHUNK = 5000  # rows per executemany or COPY (this bounds memory per statement)
 _COPY_TABLE = "lab_sample_in"  # PostgreSQL: the temporary table each batch is copied into
@@ -367,3 +374,19 @@ def store_artifact(session: Session, campaign_id: int, name: str, kind: str, *, 
     session.add(artifact)
     session.flush()
     return artifact
+
+
+PREFLIGHT_KEYS = ("ready", "ready_s", "waited_s", "system_state", "devices", "driver", "dev_node", "ntp_synchronized",
+                  "holders", "stopped_services", "chip", "error")
+
+
+def store_preflight(session: Session, run_id: int, record: Mapping[str, Any]) -> Phase | None:
+    """What a phase's pre-flight found (an agent `preflight` record) into phase.preflight and phase.ready_s."""
+    phase = session.scalar(select(Phase).where(Phase.run_id == run_id, Phase.name == str(record.get("phase"))))
+    if phase is None:
+        return None
+    phase.preflight = {key: record.get(key) for key in PREFLIGHT_KEYS if key in record}
+    ready = record.get("ready_s")
+    problem = RECORD_BOUNDS["uptime"].problem("ready_s", ready) if ready is not None else None
+    phase.ready_s = None if ready is None or problem else float(ready)
+    return phase

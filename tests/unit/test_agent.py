@@ -18,12 +18,36 @@ from tests.conftest import FIXTURES
 BENCH = (FIXTURES / "hailo" / "benchmark_h10_5.1.1_resnet.txt").read_text()
 FAKE = """#!/bin/sh
 # stand-in for hailortcli: counts its calls, prints the verbatim 5.x benchmark summary
+if [ "$1" = logs ]; then cat "$LAB_FAKE_DIR/runtime.txt" 2>/dev/null; exit 0; fi
 n=$(cat "$LAB_FAKE_DIR/calls" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$LAB_FAKE_DIR/calls"
 if [ -e "$LAB_FAKE_DIR/broken" ]; then
   echo '[HailoRT] [error] CHECK_SUCCESS failed with status=HAILO_OUT_OF_PHYSICAL_DEVICES(74)'; exit 74
 fi
 cat "$LAB_FAKE_DIR/bench.txt"
 """
+# The node's kernel side, as the agent reads it (sysfs subset, meminfo) and the tools it asks at pre-flight.
+SYSTEMCTL = """#!/bin/sh
+case "$1" in is-system-running) echo running;; is-active) echo inactive; exit 3;; esac
+"""
+TIMEDATECTL = "#!/bin/sh\necho yes\n"
+
+
+def fake_kernel(root: Path, device: str = "0x45c4", width: str = "1") -> dict:
+    """A Pi 5's sysfs subset with one bound Hailo device, its meminfo and /dev/hailo0, as spec fields."""
+    dev = root / "sys/bus/pci/devices/0001:01:00.0"
+    (dev / "link").mkdir(parents=True)
+    for name, text in (("vendor", "0x1e60"), ("device", device), ("current_link_speed", "5.0 GT/s PCIe"),
+                       ("current_link_width", width), ("max_link_speed", "8.0 GT/s PCIe"), ("max_link_width", "4"),
+                       ("power_state", "D0"), ("link/l0s_aspm", "0"), ("link/l1_aspm", "1")):
+        (dev / name).write_text(text + "\n")
+    (root / "sys/bus/pci/drivers/hailo1x_pci").mkdir(parents=True)
+    (dev / "driver").symlink_to("../../../bus/pci/drivers/hailo1x_pci")
+    (root / "sys/module/pcie_aspm/parameters").mkdir(parents=True)
+    (root / "sys/module/pcie_aspm/parameters/policy").write_text("[default] performance powersave powersupersave\n")
+    (root / "meminfo").write_text("MemTotal:        8245360 kB\nCmaTotal:          65536 kB\nCmaFree:           58580 kB\n")
+    (root / "hailo0").write_text("")
+    return {"sysfs_root": str(root / "sys"), "meminfo": str(root / "meminfo"), "dev_node": str(root / "hailo0"),
+            "ready_timeout": 2}
 
 
 @pytest.fixture
@@ -31,8 +55,9 @@ def node(tmp_path, monkeypatch):
     """A work directory and a PATH whose hailortcli is the stand-in."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    (bindir / "hailortcli").write_text(FAKE)
-    (bindir / "hailortcli").chmod(0o755)
+    for name, text in (("hailortcli", FAKE), ("systemctl", SYSTEMCTL), ("timedatectl", TIMEDATECTL)):
+        (bindir / name).write_text(text)
+        (bindir / name).chmod(0o755)
     (tmp_path / "bench.txt").write_text(BENCH)
     monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
     monkeypatch.setenv("LAB_FAKE_DIR", str(tmp_path))
@@ -43,13 +68,21 @@ def node(tmp_path, monkeypatch):
 
 def run_agent(work: Path, steps: list[dict], phase_index: int = 1, run_key: str = "7") -> dict:
     spec = {"campaign": "c1", "run_key": run_key, "phase": "soak", "phase_index": phase_index, "time_scale": 0.001,
-            "chip": "hailo10h", "steps": steps, "hef_dirs": [str(work)]}
+            "chip": "hailo10h", "steps": steps, "hef_dirs": [str(work)], **kernel_spec(work)}
     path = work / f"phase-{phase_index}.json"
     path.write_text(json.dumps(spec))
     proc = subprocess.run([sys.executable, str(build_bundle(work.parent / "cache")), "run", str(path)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
+
+
+def kernel_spec(work: Path) -> dict:
+    """The fake kernel view of this test's node (made once)."""
+    root = work.parent / "kernel"
+    return fake_kernel(root) if not root.exists() else {
+        "sysfs_root": str(root / "sys"), "meminfo": str(root / "meminfo"), "dev_node": str(root / "hailo0"),
+        "ready_timeout": 2}
 
 
 def records(work: Path) -> list[dict]:
@@ -60,9 +93,9 @@ def test_benchmark_records_every_run_with_artifacts(node):
     out = run_agent(node, [{"kind": "benchmark", "hef": "resnet.hef", "runs": 5, "time_to_run": 15}])
     assert out["status"] == "ok"
     recs = records(node)
-    assert [r["kind"] for r in recs] == ["phase_start", "system"] + ["sample"] * 5 + ["phase_end"]
-    assert [r["seq"] for r in recs] == list(range(1, 9))
-    samples = recs[2:7]
+    assert [r["kind"] for r in recs] == ["phase_start", "system", "preflight"] + ["sample"] * 5 + ["phase_end"]
+    assert [r["seq"] for r in recs] == list(range(1, 10))
+    samples = recs[3:8]
     assert [(r["run"], r["fps"], r["temp_mean"]) for r in samples] == [(k, 307.48, 33.74) for k in range(1, 6)]
     assert all(r["run_key"] == "7" and r["boot_id"] for r in samples)
     art = samples[0]["artifact"]
@@ -82,13 +115,13 @@ def test_two_runs_on_one_node_keep_their_own_artifacts(node):
 
 def test_interrupted_phase_resumes_without_measuring_twice(node):
     run_agent(node, [{"kind": "benchmark", "hef": "resnet.hef", "runs": 5, "time_to_run": 15}])
-    kept = (node / "records.jsonl").read_text().splitlines()[:4]  # start, system, runs 1-2: the controller died
-    (node / "records.jsonl").write_text("\n".join(kept) + '\n{"seq": 4, "kind": "sam')  # and a torn last line
+    kept = (node / "records.jsonl").read_text().splitlines()[:5]  # start, system, preflight, runs 1-2: the controller died
+    (node / "records.jsonl").write_text("\n".join(kept) + '\n{"seq": 6, "kind": "sam')  # and a torn last line
     (node.parent / "calls").write_text("0")
     run_agent(node, [{"kind": "benchmark", "hef": "resnet.hef", "runs": 5, "time_to_run": 15}])
     recs = records(node)
     assert [r.get("run") for r in recs if r["kind"] == "sample"] == [1, 2, 3, 4, 5]
-    assert [r["kind"] for r in recs].count("phase_start") == 1 and recs[4]["kind"] == "phase_resume"
+    assert [r["kind"] for r in recs].count("phase_start") == 1 and recs[5]["kind"] == "phase_resume"
     assert [r["seq"] for r in recs] == list(range(1, len(recs) + 1))
     assert (node.parent / "calls").read_text().strip() == "3"  # only runs 3, 4 and 5 were measured again
     run_agent(node, [{"kind": "benchmark", "hef": "resnet.hef", "runs": 5, "time_to_run": 15}])
@@ -100,7 +133,7 @@ def test_device_failure_skips_device_steps_but_collects(node):
     out = run_agent(node, [{"kind": "benchmark", "hef": "resnet.hef", "runs": 3, "time_to_run": 15},
                            {"kind": "chip_reset"}, {"kind": "collect", "items": ["cma"]}])
     assert out["status"] == "device_error"
-    recs = records(node)[1:]  # after the system record
+    recs = records(node)[2:]  # after the system and preflight records
     assert recs[1]["error"] == "HAILO_OUT_OF_PHYSICAL_DEVICES(74)" and recs[1]["run"] == 1
     assert recs[2]["step"] == "chip_reset" and recs[2]["skipped"] is True
     assert recs[3]["kind"] == "artifact" and recs[3]["item"] == "cma"
@@ -118,7 +151,7 @@ def test_each_phase_start_records_what_is_installed(node, monkeypatch):
     spec_commands = {"firmware_version": [str(bindir / "fwver")]}
     spec = {"campaign": "c1", "run_key": "7", "phase": "soak", "phase_index": 1, "time_scale": 0.001,
             "chip": "hailo10h", "steps": [{"kind": "benchmark", "hef": "resnet.hef", "runs": 1, "time_to_run": 15}],
-            "hef_dirs": [str(node)], "commands": spec_commands}
+            "hef_dirs": [str(node)], "commands": spec_commands, **kernel_spec(node)}
     path = node / "phase-1.json"
     path.write_text(json.dumps(spec))
     proc = subprocess.run([sys.executable, str(build_bundle(node.parent / "cache")), "run", str(path)],

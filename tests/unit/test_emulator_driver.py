@@ -208,7 +208,8 @@ def test_inventory_variables_name_the_chips_module():
     )
     assert nodevars.virtual_node_vars()["lab_time_scale"] == 1.0
     real = nodevars.real_pi_vars()
-    assert real["lab_kernel_log_cmd"] == "dmesg" and "0001:01:00.0/remove" in real["lab_pcie_remove_cmd"]
+    assert real["lab_kernel_log_cmd"] == "dmesg" and real["lab_sysfs_root"] == "/sys"
+    assert "lab_pcie_remove_cmd" not in real  # the agent finds the device by its PCI IDs, no fixed address
 
 
 def test_a_broken_unit_file_is_reported_not_a_traceback(tmp_path, monkeypatch):

@@ -9,15 +9,16 @@ from lab.virtual.emulator.hailo_emu import tables
 KERNEL_INTERFACE_VARS = (
     "lab_kernel_log_cmd", "lab_pcie_remove_cmd", "lab_pcie_rescan_cmd", "lab_driver_version_cmd",
     "lab_loaded_driver_version_cmd", "lab_throttled_cmd", "lab_firmware_version_cmd", "lab_bootloader_version_cmd",
-    "lab_devicetree_dir",
+    "lab_sysfs_root", "lab_meminfo", "lab_vcgencmd", "lab_devicetree_dir",
 )
 
 # Where the Pi's devicetree is: a real Pi's, and the node's stand-in (written by lab.virtual.node.write_hw).
 PI_DEVICETREE_DIR = "/sys/firmware/devicetree/base"
 VIRTUAL_DEVICETREE_DIR = "/lab/hw/devicetree"
 
-# Where a real Pi 5's PCIe slot puts the Hailo device (the AI HAT+ / AI HAT+ 2).
-PI5_PCI_ADDRESS = "0001:01:00.0"
+# The emulator's kernel view (hailo_emu/kernel.py): its sysfs subset and meminfo under its state directory.
+EMU_SYSFS_ROOT = "/run/hailo-emu/sys"
+EMU_MEMINFO = "/run/hailo-emu/proc/meminfo"
 
 
 def virtual_node_vars(chip: str = "hailo10h", time_scale: float = 1.0) -> dict:
@@ -33,17 +34,25 @@ def virtual_node_vars(chip: str = "hailo10h", time_scale: float = 1.0) -> dict:
         "lab_loaded_driver_version_cmd": "hailo-emu-modinfo --loaded -F version %s" % module,
         # the host's /sys/firmware has no devicetree (and /proc/cpuinfo is the host's): the Pi's identity
         "lab_devicetree_dir": VIRTUAL_DEVICETREE_DIR,
+        "lab_sysfs_root": EMU_SYSFS_ROOT,
+        "lab_meminfo": EMU_MEMINFO,
+        "lab_vcgencmd": "hailo-emu-vcgencmd",
         "lab_time_scale": time_scale,
     }
 
 
-def real_pi_vars(chip: str = "hailo10h", pci_address: str = PI5_PCI_ADDRESS) -> dict:
-    """The same variables for a real Raspberry Pi 5 (what an inventory of real nodes should set)."""
+def real_pi_vars(chip: str = "hailo10h") -> dict:
+    """The same variables for a real Raspberry Pi 5 (what an inventory of real nodes should set).
+
+    No PCIe remove/rescan commands: the agent finds the device by its PCI vendor and device ID under
+    lab_sysfs_root and writes its `remove` and the bus's `rescan` itself (no fixed address).
+    """
     module = tables.CHIPS[chip]["module"]
     return {
         "lab_kernel_log_cmd": "dmesg",
-        "lab_pcie_remove_cmd": "sh -c 'echo 1 > /sys/bus/pci/devices/%s/remove'" % pci_address,
-        "lab_pcie_rescan_cmd": "sh -c 'echo 1 > /sys/bus/pci/rescan'",
+        "lab_sysfs_root": "/sys",
+        "lab_meminfo": "/proc/meminfo",
+        "lab_vcgencmd": "vcgencmd",
         "lab_driver_module": module,
         "lab_driver_version_cmd": "modinfo -F version %s" % module,
         "lab_loaded_driver_version_cmd": "cat /sys/module/%s/version" % module,

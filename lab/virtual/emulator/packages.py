@@ -231,6 +231,30 @@ def driver_package(rel: Release) -> PackageSpec:
         ),
         0o755,
     )
+    spec.files["/usr/sbin/hailo-emu-vcgencmd"] = (
+        _wrapper(
+            "vcgencmd of the lab's virtual node: the Pi firmware's measure_temp, measure_clock, get_throttled.",
+            "../lib/hailort-pcie-driver/emulator",
+            "from hailo_emu.shims import vcgencmd_main\n\nsys.exit(vcgencmd_main(sys.argv[1:]))",
+        ),
+        0o755,
+    )
+    spec.files[lib + "/hailo-emu-holder"] = (
+        _wrapper(
+            "A second client holding the emulated device (the unit profile's device_holder).",
+            ".",
+            "from hailo_emu.shims import holder_main\n\nsys.exit(holder_main(sys.argv[1:]))",
+        ),
+        0o755,
+    )
+    spec.files["/usr/lib/systemd/system-generators/hailo-emu-holder-generator"] = (
+        _wrapper(
+            "systemd generator: the unit profile's device_holder service, started at boot.",
+            "../../hailort-pcie-driver/emulator",
+            "from hailo_emu.shims import holder_generator_main\n\nsys.exit(holder_generator_main(sys.argv[1:]))",
+        ),
+        0o755,
+    )
     spec.files["/usr/lib/modprobe.d/%s-emulator.conf" % module] = (
         (
             "# Emulated Hailo driver (lab virtual node): modprobe runs the emulator's shim, no kernel module.\n"

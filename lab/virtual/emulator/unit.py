@@ -48,6 +48,17 @@ class UnitProfile(BaseModel):
     throttle_per_c: Optional[float] = Field(None, ge=0, le=1)
     throttle_floor: Optional[float] = Field(None, gt=0, le=1)
 
+    pcie_speed_gts: Optional[Literal[2.5, 5.0, 8.0]] = Field(
+        None, description="negotiated link speed in GT/s (a Pi 5's slot: 5.0 by default, 8.0 with pciex1_gen=3)"
+    )
+    pcie_width: Optional[Literal[1, 2, 4]] = Field(None, description="negotiated lanes (a Pi 5's slot has one)")
+    pcie_max_speed_gts: Optional[Literal[2.5, 5.0, 8.0]] = Field(None, description="the module's own maximum speed")
+    pcie_max_width: Optional[Literal[1, 2, 4]] = Field(None, description="the module's own lanes (4)")
+    device_holder: Optional[str] = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,80}\.service$",
+        description="a service that opens /dev/hailo0 at boot and keeps it (e.g. hailort.service)",
+    )
+
     def resolved(self) -> dict:
         """Every field, defaults of the chip filled in (what the node's emulator will use)."""
         return unit_with_defaults(self.model_dump(exclude_none=True))

@@ -7,7 +7,7 @@ import math
 import os
 import random
 
-from . import tables
+from . import kernel, tables
 from .clock import Clock
 from .hw import Paths, load_time_scale, load_unit
 from .klog import KernelLog
@@ -118,6 +118,7 @@ class Chip:
             if catch_up:
                 self._catch_up(s, now)
             yield s
+            kernel.sync(self, s)
 
     def _catch_up(self, s: dict, now: float) -> None:
         """Cool the idle chip for the virtual time since the last update (not while a run streams)."""

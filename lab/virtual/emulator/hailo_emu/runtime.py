@@ -87,16 +87,25 @@ class Runtime:
         if handle is None:
             raise status.out_of_devices()
         self.chip.log_open()
-        return VDevice(self, handle)
+        return VDevice(self, handle, open_device_node(self.chip))
+
+
+def open_device_node(chip):
+    """Open /dev/hailo0 as a client of the device does (None if it vanished meanwhile)."""
+    try:
+        return os.open(chip.paths.dev_node, os.O_RDONLY)
+    except OSError:
+        return None
 
 
 class VDevice:
     """An open virtual device holding the exclusive use of the chip until closed."""
 
-    def __init__(self, runtime: Runtime, handle: int):
+    def __init__(self, runtime: Runtime, handle: int, node_fd=None):
         self.runtime = runtime
         self.chip = runtime.chip
         self._handle = handle
+        self._node_fd = node_fd  # /dev/hailo0, open as libhailort keeps it: /proc/PID/fd shows the holder
 
     def configure(self, model: dict) -> "Network":
         """Configure a network on the chip: the configure cycle that the chip-side leak counts."""
@@ -110,6 +119,9 @@ class VDevice:
         if self._handle is not None:
             os.close(self._handle)
             self._handle = None
+        if self._node_fd is not None:
+            os.close(self._node_fd)
+            self._node_fd = None
 
     def __enter__(self):
         return self

@@ -110,6 +110,23 @@ UNIT_DEFAULTS = {
     },
 }
 
+# What the host sees of a unit (the kernel side, lab/virtual/emulator/hailo_emu/kernel.py). A Pi 5's
+# external slot is one lane at Gen 2 (5 GT/s) by default, Gen 3 with dtparam=pciex1_gen=3; the Hailo
+# modules are x4 Gen 3 devices, so a healthy unit shows 5.0 GT/s x1 of 8.0 GT/s x4 (the field report's
+# unit: x1 of x4). `pcie_speed_gts`/`pcie_width` below these give a unit a degraded link.
+# `device_holder`: a systemd service that opens /dev/hailo0 at boot and keeps it open (hailort.service,
+# hailo-ollama.service, the field report's tetherbox), None for none.
+for _defaults in UNIT_DEFAULTS.values():
+    _defaults.update({"pcie_speed_gts": 5.0, "pcie_width": 1, "pcie_max_speed_gts": 8.0, "pcie_max_width": 4,
+                      "device_holder": None})
+HOST_CMA_TOTAL_KB = 65536  # Raspberry Pi OS's default CMA on a Pi 5 (CmaTotal: 65536 kB)
+HOST_CMA_BASE_USED_KB = 6144  # what the rest of the host (display, codecs) keeps allocated
+HOST_CMA_DRIVER_KB = 4096  # descriptor lists the bound Hailo driver keeps in host CMA
+SOC_IDLE_TEMP_C = 48.0  # the Pi's SoC (vcgencmd measure_temp) at idle in a case with a fan
+SOC_SOFT_LIMIT_C = 80.0  # firmware soft temperature limit: the ARM clock is capped above it
+ARM_CLOCK_HZ = 2400000000
+ARM_CAPPED_HZ = 1500000000
+
 # THE leak table: which firmware leaks chip-side CMA chunks per configure, and what a chip reset does.
 #   leak        chunks of the chip's contiguous pool lost per configure (times the unit's cma_leak)
 #   chip_reset  "recovers": the chip-side OS reboots with a fresh pool; "bricks": firmware re-upload
