@@ -19,6 +19,7 @@ from lab.db.ingest import unit_key, upsert_unit
 from lab.db.models import Campaign, Run, Unit
 from lab.inventory import Host
 from tests.conftest import FIXTURES
+from tests.unit.fake_node import fake_boot_tools, fake_kernel
 
 CASES = FIXTURES / "parsers" / "identify" / "inputs"
 PI = FIXTURES / "pi"
@@ -128,6 +129,7 @@ def node(tmp_path, monkeypatch):
     bindir.mkdir()
     (bindir / "hailortcli").write_text(FAKE)
     (bindir / "hailortcli").chmod(0o755)
+    fake_boot_tools(bindir)
     (tmp_path / "extended.txt").write_text((CASES / "identify_extended_h8_4.23_lcs_no_newline.txt").read_text())
     (tmp_path / "plain.txt").write_text((CASES / "identify_h8_4.20_hat.txt").read_text())
     dt = tmp_path / "devicetree"
@@ -144,7 +146,8 @@ def node(tmp_path, monkeypatch):
 def _run_identify(work: Path) -> dict:
     spec = {"campaign": "c1", "run_key": "7", "phase": "soak", "phase_index": 1, "time_scale": 0.001,
             "chip": "hailo8", "devicetree_dir": str(work.parent / "devicetree"),
-            "commands": {"driver_version": ["echo", "4.23.0"]}, "steps": [{"kind": "identify"}]}
+            "commands": {"driver_version": ["echo", "4.23.0"]}, "steps": [{"kind": "identify"}],
+            **fake_kernel(work.parent / "kernel", device="0x2864")}  # a Hailo-8 on the bus, ready
     path = work / "phase-1.json"
     path.write_text(json.dumps(spec))
     proc = subprocess.run([sys.executable, str(build_bundle(work.parent / "cache")), "run", str(path)],

@@ -149,5 +149,3 @@ def test_seconds_since_boot_counts_from_init(tmp_path):
     (tmp_path / "1/stat").write_text("1 (systemd) S 0 1 1 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 %d 1 2\n" % (1200 * ticks))
     assert kernel.seconds_since_boot(str(tmp_path)) == 34.5
     assert kernel.seconds_since_boot(str(tmp_path / "none")) is None
-
-
