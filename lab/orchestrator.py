@@ -341,7 +341,10 @@ class CampaignRunner:
                 else:
                     failure = self._unread(spec, host.facts.get("lab_agent_last_seq"))
                 if failure is None:
-                    self._end_phase(spec, index, None, None, host.facts.get("lab_phase_boot_id"))
+                    status, error = self._end_phase(spec, index, None, None, host.facts.get("lab_phase_boot_id"))
+                    if status == "infra_error":  # the agent could not measure on this node (no Python binding...)
+                        self._fail_run(self.run_ids[spec.index], f"{phase.name}: {error}")
+                        del active_all[node]
                 else:  # this node's run ends here; the others go on
                     self._end_phase(spec, index, "infra_error", f"{phase.name}: {failure}")
                     self._fail_run(self.run_ids[spec.index], f"{phase.name}: {failure}")
@@ -407,8 +410,11 @@ class CampaignRunner:
                 phase.started_at = datetime.now(UTC)
 
     def _end_phase(self, spec: RunSpec, index: int, status: str | None, error: str | None,
-                   boot_id: str | None = None) -> None:
-        """Close a phase: its status from the agent's phase_end record (unless the node failed) and its boot."""
+                   boot_id: str | None = None) -> tuple[str, str | None]:
+        """Close a phase: its status from the agent's phase_end record (unless the node failed) and its boot.
+
+        Returns the phase's status and error (`infra_error` from the agent: it could not measure on this node).
+        """
         run_id = self.run_ids[spec.index]
         with Session(self.engine) as session, session.begin():
             phase = session.scalar(select(Phase).where(Phase.run_id == run_id, Phase.index == index))
@@ -432,6 +438,7 @@ class CampaignRunner:
             name = phase.name
         if not told and self.on_record is not None:  # provisioning-only phases and failures end visibly too
             self.on_record(spec.node, {"kind": "phase_end", "phase": name, "status": status, "error": error})
+        return status, error
 
     def _fail_run(self, run_id: int, error: str) -> None:
         with Session(self.engine) as session, session.begin():

@@ -13,6 +13,7 @@ from .runtime import Runtime
 _LIBRARY = {"version": "0.0.0"}
 COMMIT_EVERY_S = 1.0
 PIPELINE_SLACK_S = 0.005  # real seconds of caller turnaround that still count as back to back
+ASYNC_QUEUE_SIZE = 16  # frames in flight per configured model (an assumption of the emulator)
 
 
 def set_library_version(version: str) -> None:
@@ -347,6 +348,10 @@ class ConfiguredInferModel:
         if callback is not None:
             callback(None)
         return AsyncInferJob()
+
+    def get_async_queue_size(self) -> int:
+        """How many frames may be in flight at once (the emulator's assumption: ASYNC_QUEUE_SIZE)."""
+        return ASYNC_QUEUE_SIZE
 
     def wait_for_async_ready(self, timeout_ms: int = 10000, frames_count: int = 1) -> None:
         """Wait until the model can take more frames (always ready)."""
