@@ -87,11 +87,10 @@ def failed(record: Dict[str, Any]) -> bool:
 
 def per_call(configured) -> int:
     """How many bindings one run() call may take: the model's async queue size, at most BINDINGS_PER_CALL."""
-    try:
-        size = int(configured.get_async_queue_size())
-    except Exception:  # an older binding without it: one frame per binding list entry is always accepted
+    queue_size = getattr(configured, "get_async_queue_size", None)
+    if queue_size is None:  # a binding older than the call: one frame per run() is always accepted
         return 1
-    return max(1, min(size, BINDINGS_PER_CALL))
+    return max(1, min(int(queue_size()), BINDINGS_PER_CALL))
 
 
 class Agent:
