@@ -8,7 +8,7 @@ import time
 import pytest
 
 from lab.agent.records import RecordLog, read_records
-from lab.agent.steps import Agent
+from lab.agent.steps import Agent, Buffers
 from lab.virtual.emulator import packages
 from lab.virtual.emulator.hailo_emu import wallclock
 from lab.virtual.emulator.sandbox import Sandbox, release_for
@@ -67,13 +67,24 @@ def test_inference_steps_hand_pyhailort_real_buffers(platform, tmp_path):
     assert platform.state()["configures"] == 4
 
 
-def measure_across_a_step(tmp_path, hef: str, clock=None) -> list:
-    """infer_continuous for 12 nominal s while the wall clock steps 60 s forward 2.5 real s in."""
+def measure_across_a_step(tmp_path, monkeypatch, hef: str, clock=None) -> list:
+    """infer_continuous for 12 nominal s (4 windows of 1.5 real s) while the wall clock steps 60 s forward
+    in the middle of the second window (timed from the moment inference starts, so a slow configure on a
+    busy host does not move the step out of the measurements)."""
     a = agent(tmp_path, [{"kind": "infer_continuous", "hef": hef, "duration": 12, "sample_every": 3}])
     if clock is not None:
         a.clock = clock
-    start = time.monotonic()
-    wallclock.install(wallclock.SteppedClock(step=60.0, after=2.5, age=lambda: time.monotonic() - start))
+    started = []
+    bindings = Buffers.bindings
+
+    def bindings_then_start(self, configured, count):
+        made = bindings(self, configured, count)
+        started.append(time.monotonic())  # the first window begins right after this
+        return made
+
+    monkeypatch.setattr(Buffers, "bindings", bindings_then_start)
+    age = (lambda: time.monotonic() - started[0] if started else 0.0)
+    wallclock.install(wallclock.SteppedClock(step=60.0, after=2.25, age=age))
     try:
         assert a.run_phase() == "ok"
     finally:
@@ -83,17 +94,17 @@ def measure_across_a_step(tmp_path, hef: str, clock=None) -> list:
     return samples(tmp_path)
 
 
-def test_rates_stay_right_when_the_wall_clock_steps(platform, tmp_path):
+def test_rates_stay_right_when_the_wall_clock_steps(platform, tmp_path, monkeypatch):
     """A Pi 5 without an RTC battery: timesyncd steps the wall clock forward shortly after boot."""
-    got = measure_across_a_step(tmp_path, platform.hef("yolo26s_hailo10h.hef"))
+    got = measure_across_a_step(tmp_path, monkeypatch, platform.hef("yolo26s_hailo10h.hef"))
     assert len(got) == 4 and got[-1]["inference_s"] == pytest.approx(12, abs=0.5)
     # a rate from the wall clock would be off by the step: see the next test
     assert all(abs(r["fps"] - YOLO_FPS) < TOLERANCE * YOLO_FPS for r in got), [r["fps"] for r in got]
 
 
-def test_a_rate_from_the_wall_clock_is_wrong_across_the_step(platform, tmp_path):
+def test_a_rate_from_the_wall_clock_is_wrong_across_the_step(platform, tmp_path, monkeypatch):
     """What the agent did before (time.time() for every rate): the window with the step loses its frames."""
-    got = measure_across_a_step(tmp_path, platform.hef("yolo26s_hailo10h.hef"), clock=lambda: time.time())
+    got = measure_across_a_step(tmp_path, monkeypatch, platform.hef("yolo26s_hailo10h.hef"), clock=lambda: time.time())
     assert min(r["fps"] for r in got) < 0.05 * YOLO_FPS  # 60 s more in one window than was measured
     assert got[-1]["inference_s"] > 60  # and the step is counted as inference time: the phase ends early
 
