@@ -86,3 +86,34 @@ def test_rates_are_right_across_the_wall_clock_step(fleet, capsys, monkeypatch):
     assert all(abs(r.fps - RESNET_FPS) < 0.2 * RESNET_FPS for r in measured), [(r.seq, r.fps) for r in measured]
     node_clock = ssh_cmd(fleet, f"{NET}.1", "python3", "-c", "'import time; print(time.time())'", timeout=20)
     assert node_clock.returncode == 0, node_clock.stderr  # the hook loads in every Python on the node
+
+
+NO_BINDING = f"""name: no_binding
+description: continuous inference on a node whose Python binding was removed
+matrix: {{stacks: [h10-5.1.1]}}
+phases:
+  - name: measure
+    steps:
+      - infer_continuous: {{hef: {HEF}, duration: 30}}
+      - collect: [cma]
+"""
+
+
+def test_a_node_without_the_python_binding_ends_its_run_naming_it(fleet, capsys, monkeypatch):
+    """After the campaign above: python3-h10-hailort removed, the agent records why and the run is infra_error."""
+    fleet, base, inventory, db = fleet
+    monkeypatch.chdir(base)
+    # the stack holds its packages and hailo-h10-all depends on the binding: take the binding alone away
+    removed = ssh_cmd(fleet, f"{NET}.1", "dpkg", "--remove", "--force-depends", "python3-h10-hailort", timeout=120)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    (base / "no_binding.yaml").write_text(NO_BINDING)
+    code = main(["run", str(base / "no_binding.yaml"), "--inventory", str(inventory), "--db", db, "--name", "nob"])
+    out = capsys.readouterr().out
+    assert code == 1, out  # an infra error: the run says nothing about the device
+    with Session(create_engine(db)) as s:
+        (run,) = s.scalar(select(Campaign).where(Campaign.name == "nob")).runs
+        assert (run.status, run.verdict) == ("infra_error", "infra_error")
+        assert run.error.startswith("measure: infer_continuous: HailoRT's Python binding is not installed"), run.error
+        rows = s.execute(select(Sample.step, Sample.error).where(Sample.run_id == run.id).order_by(Sample.seq)).all()
+    assert [r.step for r in rows] == ["phase_start", "system", "infer_continuous", "collect", "phase_end"]
+    assert "no hailo_platform" in rows[2].error
