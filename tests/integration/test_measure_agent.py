@@ -19,9 +19,11 @@ NET = "127.77.150"
 STEP_S = 600.0  # how far behind the node's wall clock is at boot
 STEP_AFTER_S = 50.0  # real seconds after boot at which it is stepped (the agent starts well before, even on a busy host)
 # node1 boots with its clock 10 min behind and has it stepped 50 s after boot, inside the measuring phase
+# node2, a Hailo-8 on 4.23 whose benchmark's latency measurement times out after both FPS bars (exit 4)
 PROFILE = f"""
 nodes:
   node1: {{chip: hailo10h, wall_clock_step_s: {STEP_S}, wall_clock_step_after_s: {STEP_AFTER_S}}}
+  node2: {{chip: hailo8, benchmark_latency_timeout: true}}
 """
 HEF = "/usr/share/hailo-models/resnet_v1_50_h10.hef"
 RESNET_FPS = 307.47  # its nominal fps on a Hailo-10H (docs/emulator.md); 5.1.1 does not leak
@@ -44,7 +46,7 @@ TIME_SCALE = 0.1  # 900 nominal s of inference: 90 real s, from about 10 s after
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    """One Hailo-10H node whose wall clock steps after boot."""
+    """A Hailo-10H node whose wall clock steps after boot, a Hailo-8 node whose 4.23 benchmark exits 4 late."""
     require_fleet()
     base = tmp_path_factory.mktemp("measure")
     (base / "profile.yaml").write_text(PROFILE)
@@ -117,3 +119,33 @@ def test_a_node_without_the_python_binding_ends_its_run_naming_it(fleet, capsys,
         rows = s.execute(select(Sample.step, Sample.error).where(Sample.run_id == run.id).order_by(Sample.seq)).all()
     assert [r.step for r in rows] == ["phase_start", "system", "infer_continuous", "collect", "phase_end"]
     assert "no hailo_platform" in rows[2].error
+
+
+LATE_EXIT = """name: late_exit
+description: HailoRT 4.23 benchmarks that exit non-zero after printing their FPS
+matrix: {stacks: [h8-4.23.0]}
+phases:
+  - name: install
+    steps:
+      - provision
+  - name: soak
+    steps:
+      - benchmark: {hef: /usr/share/hailo-models/yolov8s_h8.hef, runs: 2, time_to_run: 15}
+"""
+
+
+def test_a_4_23_benchmark_that_exits_non_zero_after_its_fps_keeps_the_figure(fleet, capsys, monkeypatch):
+    fleet, base, inventory, db = fleet
+    monkeypatch.chdir(base)
+    (base / "late_exit.yaml").write_text(LATE_EXIT)
+    code = main(["run", str(base / "late_exit.yaml"), "--inventory", str(inventory), "--db", db, "--name", "late"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    with Session(create_engine(db)) as s:
+        (run,) = s.scalar(select(Campaign).where(Campaign.name == "late")).runs
+        assert (run.node, run.status, run.verdict) == ("node2", "done", "stable")
+        rows = s.execute(select(Sample.fps, Sample.error, Sample.extra).where(
+            Sample.run_id == run.id, Sample.step == "benchmark").order_by(Sample.seq)).all()
+    assert len(rows) == 2
+    assert all(abs(r.fps - 309.4) < 5 for r in rows), [r.fps for r in rows]  # the streaming bar's FPS
+    assert all(r.extra["rc"] == 4 and r.error == "exit 4 after the FPS was printed: HAILO_TIMEOUT(4)" for r in rows)
