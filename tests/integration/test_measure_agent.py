@@ -1,7 +1,8 @@
-"""The agent measures as real HailoRT wants it, on a one-node virtual fleet: configure cycles and continuous
+"""The agent measures as real HailoRT wants it, on a two-node virtual fleet: configure cycles and continuous
 inference through hailo_platform with numpy buffers (python3-h10-hailort pulls python3-numpy), from a fresh
-boot whose wall clock is stepped inside the measuring phase, as on a Pi 5 without an RTC battery; every
-fps stays right across the step because every rate comes from the monotonic clock."""
+boot whose wall clock is stepped inside the measuring phase, as on a Pi 5 without an RTC battery (every fps
+stays right across the step: every rate comes from the monotonic clock); a node without the binding ends its
+run saying so; a 4.23 benchmark that exits non-zero after its FPS keeps the figure."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tests.conftest import fleet_leftovers, require_fleet, ssh_cmd
 pytestmark = pytest.mark.fleet
 NET = "127.77.150"
 STEP_S = 600.0  # how far behind the node's wall clock is at boot
-STEP_AFTER_S = 50.0  # real seconds after boot at which it is stepped (the agent starts well before, even on a busy host)
+STEP_AFTER_S = 50.0  # real seconds after boot at which it is stepped (the agent starts well before)
 # node1 boots with its clock 10 min behind and has it stepped 50 s after boot, inside the measuring phase
 # node2, a Hailo-8 on 4.23 whose benchmark's latency measurement times out after both FPS bars (exit 4)
 PROFILE = f"""
