@@ -350,7 +350,9 @@ class CampaignRunner:
                     failure = self._unread(spec, host.facts.get("lab_agent_last_seq"))
                 if failure is None:
                     status, error = self._end_phase(spec, index, None, None, host.facts.get("lab_phase_boot_id"))
-                    if status == "infra_error":  # the agent's pre-flight refused (device held, chip mismatch, ...)
+                    # the agent could not measure on this node: pre-flight refused (device held, chip mismatch),
+                    # no Python binding, a step broke
+                    if status == "infra_error":
                         self._fail_run(self.run_ids[spec.index], f"{phase.name}: {error}")
                         del active_all[node]
                 else:  # this node's run ends here; the others go on
@@ -419,8 +421,10 @@ class CampaignRunner:
 
     def _end_phase(self, spec: RunSpec, index: int, status: str | None, error: str | None,
                    boot_id: str | None = None) -> tuple[str, str | None]:
-        """Close a phase: its status from the agent's phase_end record (unless the node failed) and its boot;
-        returns (status, error)."""
+        """Close a phase: its status from the agent's phase_end record (unless the node failed) and its boot.
+
+        Returns the phase's status and error (`infra_error` from the agent: it could not measure on this node).
+        """
         run_id = self.run_ids[spec.index]
         with Session(self.engine) as session, session.begin():
             phase = session.scalar(select(Phase).where(Phase.run_id == run_id, Phase.index == index))

@@ -153,19 +153,33 @@ _FPS_STREAM = re.compile(r"^(?:FPS)?\s+\(streaming\)\s+=\s+(?P<v>" + NUMBER + ")
 _LATENCY = re.compile(r"^Latency\s+\(hw\)\s+=\s+(?P<v>" + NUMBER + r")\s*ms")
 _POWER_AVG = re.compile(r"Power in streaming mode \(average\)\s+=\s+(?P<v>" + NUMBER + r")\s*W")
 _POWER_MAX = re.compile(r"^\s+\(max\)\s+=\s+(?P<v>" + NUMBER + r")\s*W")
-_PROGRESS = re.compile(r"^Network (?P<net>\S+): +\d+% \| +\d+ \| ")
+_PROGRESS = re.compile(r"^Network (?P<net>\S+): +\d+% \| +\d+ \| (?:FPS: (?P<fps>" + NUMBER + r"))?")
+# 4.x benchmark sections (benchmark_command.cpp): each progress bar's FPS belongs to the mode measured
+_SECTIONS = (("Measuring FPS in HW-only mode", "hw_only"), ("Measuring FPS (and Power", "streaming"),
+             ("Measuring HW Latency", "latency"))
 _NOT_SUPPORTED = re.compile(r"^Measurement power is not supported")
 
 
 def parse_benchmark(text: str) -> BenchmarkResult:
-    """Parse `hailortcli benchmark` output; fps is the 5.x FPS line, else the 4.x streaming figure."""
+    """Parse `hailortcli benchmark` output; fps is the 5.x FPS line, else the 4.x streaming figure.
+
+    The output is read whatever the tool's exit code: a 4.x run that fails after a mode's progress bar
+    printed its FPS (the latency measurement, say) still has that figure.
+    """
     r = BenchmarkResult(messages=_messages(text))
-    measuring = False
+    measuring, section = False, None
     for _, line in numbered_lines(text):
         if line.startswith(("Starting Measurements", "Measuring ")):
             measuring = True  # `run` prints the same progress lines, only benchmark prints these
+            section = next((name for head, name in _SECTIONS if line.startswith(head)), section)
         elif (m := _PROGRESS.match(line)) is not None:
             r.network = r.network or m["net"]
+            # 4.x prints each mode's FPS on its bar before the Summary; a run that fails later (exit
+            # non-zero, no Summary) keeps these. The Summary's figures, printed last, replace them.
+            if m["fps"] is not None and section == "hw_only":
+                r.fps_hw_only, r.format = float(m["fps"]), "hailort-4"
+            elif m["fps"] is not None and section == "streaming":
+                r.fps_streaming, r.format = float(m["fps"]), "hailort-4"
         elif (m := _NET_FPS.match(line)) is not None:
             r.networks[m["net"]], r.format = float(m["fps"]), "hailort-5"
         elif (m := _TEMP.match(line)) is not None and r.temperature is None:

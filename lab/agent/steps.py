@@ -38,8 +38,74 @@ class DeviceFailure(Exception):
     """The device stopped answering: the phase's remaining device steps are skipped."""
 
 
+class NodeFailure(Exception):
+    """The node cannot run a step (no Python binding, an unexpected error in the agent): not the device's fault.
+
+    The phase ends `infra_error`, which the controller turns into an infra_error run (it says nothing
+    about the device); the remaining device steps are skipped, `collect` still runs.
+    """
+
+
+# element types of HailoRT's formats as numpy names (pyhailort's HailoRTTransformUtils does the same)
+NUMPY_TYPES = {"UINT8": "uint8", "UINT16": "uint16", "FLOAT32": "float32"}
+BINDINGS_PER_CALL = 16  # frames handed to one run() call, at most the model's async queue size
+
+
+def format_name(format_type) -> str:
+    """`UINT8` for pyhailort's FormatType.UINT8 (a pybind11 enum: `.name`, or `str()` `FormatType.UINT8`)."""
+    name = getattr(format_type, "name", None)
+    return str(name if isinstance(name, str) else str(format_type).rsplit(".", 1)[-1]).upper()
+
+
+class Buffers:
+    """Input and output buffers for a network, as real pyhailort wants them: one numpy array per stream.
+
+    Chosen before configure: a stream left at FormatType.AUTO is set to UINT8 (inputs) or FLOAT32
+    (outputs), so each array's shape and dtype match the frame size libhailort checks at run time.
+    """
+
+    def __init__(self, hp, np, infer_model):
+        self.np = np
+        self.streams = {"input": [], "output": []}
+        for direction, streams, default in (("input", infer_model.inputs, "UINT8"),
+                                             ("output", infer_model.outputs, "FLOAT32")):
+            for stream in streams:
+                name = format_name(stream.format.type)
+                if name not in NUMPY_TYPES:
+                    stream.set_format_type(getattr(hp.FormatType, default))
+                    name = default
+                self.streams[direction].append((stream.name, tuple(stream.shape), np.dtype(NUMPY_TYPES[name])))
+
+    def bindings(self, configured, count: int) -> list:
+        """`count` Bindings, each with its own zeroed input and empty output arrays."""
+        np = self.np
+        return [configured.create_bindings(
+            input_buffers={n: np.zeros(shape, dtype) for n, shape, dtype in self.streams["input"]},
+            output_buffers={n: np.empty(shape, dtype) for n, shape, dtype in self.streams["output"]})
+            for _ in range(count)]
+
+
+def failed(record: Dict[str, Any]) -> bool:
+    """Whether a record is a failure: an error without a figure (a run that printed its fps stands)."""
+    return bool(record.get("error")) and record.get("fps") is None
+
+
+def per_call(configured) -> int:
+    """How many bindings one run() call may take: the model's async queue size, at most BINDINGS_PER_CALL."""
+    queue_size = getattr(configured, "get_async_queue_size", None)
+    if queue_size is None:  # a binding older than the call: one frame per run() is always accepted
+        return 1
+    return max(1, min(int(queue_size()), BINDINGS_PER_CALL))
+
+
 class Agent:
-    """Runs one phase's steps on this node and appends one record per sample to the record log."""
+    """Runs one phase's steps on this node and appends one record per sample to the record log.
+
+    Every duration and rate comes from `clock`, the monotonic clock: a Pi 5 without an RTC battery has
+    its wall clock stepped by systemd-timesyncd shortly after boot. Wall time is for timestamps only.
+    """
+
+    clock = time.monotonic  # a builtin: not bound to the instance
 
     def __init__(self, spec: Dict[str, Any], log: RecordLog, workdir: str):
         self.spec = spec
@@ -63,7 +129,7 @@ class Agent:
     def _done_runs(self, index: int) -> int:
         """How many runs of step `index` an earlier attempt completed."""
         return max([int(r.get("run") or 0) for r in self.prior
-                    if r.get("step_index") == index and r.get("kind") == "sample" and not r.get("error")] or [0])
+                    if r.get("step_index") == index and r.get("kind") == "sample" and not failed(r)] or [0])
 
     # ---- helpers ---------------------------------------------------------------------
     def record(self, kind: str, **fields: Any) -> Dict[str, Any]:
@@ -171,17 +237,25 @@ class Agent:
         runs = int(step.get("runs") or 1)
         chip_state: Optional[str] = None  # the chip's last reported throttling state, while it can carry over
         for k in range(self._done_runs(index) + 1, runs + 1):
-            started = time.time()
+            started = self.clock()
             proc = self.tool(argv, t * self.scale * 4 + TOOL_TIMEOUT_MARGIN)
             self.nominal += t
             art = self.save("benchmark-%d-run%03d.txt" % (index, k), proc.stdout)
             fields: Dict[str, Any] = {"step": "benchmark", "step_index": index, "run": k, "runs": runs,
-                                      "wall_s": round(time.time() - started, 3), "artifact": art}
-            if proc.returncode == 0:
-                try:
-                    result = parse_benchmark(proc.stdout).to_dict()
-                except ToolOutputError as exc:
-                    result, fields["error"] = {}, "unreadable benchmark output: %s" % exc
+                                      "wall_s": round(self.clock() - started, 3), "artifact": art}
+            # The output is read whatever the exit code: HailoRT 4.x prints each mode's FPS as it goes and
+            # can still exit non-zero afterwards (a failed latency measurement); a figure printed is kept.
+            try:
+                result = parse_benchmark(proc.stdout).to_dict()
+            except ToolOutputError as exc:
+                result = {}
+                if proc.returncode == 0:
+                    fields["error"] = "unreadable benchmark output: %s" % exc
+            if proc.returncode != 0:
+                fields["rc"] = proc.returncode
+            if result.get("fps") is not None or proc.returncode == 0:
+                if proc.returncode != 0:  # the figure stands; what failed after it is kept beside it
+                    fields["error"] = "exit %d after the FPS was printed: %s" % (proc.returncode, self.failure(proc.stdout))
                 fields["fps"] = result.get("fps")
                 temp = result.get("temperature") or {}
                 fields.update(temp_mean=temp.get("mean"), temp_min=temp.get("min"), temp_max=temp.get("max"))
@@ -206,48 +280,75 @@ class Agent:
                 chip_state = None  # a change while nobody holds the device is notified to no one
 
     def _platform(self):
-        import hailo_platform  # provided by python3-hailort / python3-h10-hailort on the node
-        return hailo_platform
+        """HailoRT's Python binding and numpy (python3-hailort depends on it), imported on the node only."""
+        try:
+            import hailo_platform  # python3-hailort / python3-h10-hailort, or Hailo's hailort wheel
+        except ImportError as exc:
+            raise NodeFailure("HailoRT's Python binding is not installed (no hailo_platform: python3-hailort, "
+                              "python3-h10-hailort or Hailo's hailort wheel): %s" % exc) from None
+        try:
+            import numpy
+        except ImportError as exc:
+            raise NodeFailure("numpy is not installed (python3-numpy, which python3-hailort depends on): %s"
+                              % exc) from None
+        return hailo_platform, numpy
 
     def configure_cycles(self, index: int, step: Dict[str, Any]) -> None:
-        hp = self._platform()
+        """`count` cycles of open, configure, infer `frames` frames, close: fps of each cycle's inference."""
         hef, frames = self.hef(step), int(step.get("frames") or 100)
         count = int(step.get("count") or 1)
+        try:
+            hp, np = self._platform()
+        except NodeFailure as exc:
+            self.record("sample", step="configure_cycles", step_index=index, run=self._done_runs(index) + 1,
+                        runs=count, error=str(exc), infra=True)
+            raise
         for k in range(self._done_runs(index) + 1, count + 1):
             try:
                 with hp.VDevice(hp.VDevice.create_params()) as vdevice:
                     model = vdevice.create_infer_model(hef)
+                    buffers = Buffers(hp, np, model)
                     with model.configure() as configured:
-                        bindings = [configured.create_bindings() for _ in range(frames)]
-                        t0 = time.time()
-                        configured.run(bindings, 10000 + int(frames * 100))
-                        elapsed = max(time.time() - t0, 1e-9) / self.scale
+                        batch = buffers.bindings(configured, min(frames, per_call(configured)))
+                        done = 0
+                        t0 = self.clock()
+                        while done < frames:
+                            chunk = batch[:frames - done]
+                            configured.run(chunk, 10000 + 100 * len(chunk))
+                            done += len(chunk)
+                        elapsed = max(self.clock() - t0, 1e-9) / self.scale
                     temp = self._temperature(vdevice)
             except Exception as exc:  # the device library raises its own exception tree
-                self.record("sample", step="configure_cycles", step_index=index, run=k, runs=count, error=str(exc)[:300])
-                raise DeviceFailure("configure cycle %d failed: %s" % (k, exc))
+                error = "%s: %s" % (type(exc).__name__, exc)
+                self.record("sample", step="configure_cycles", step_index=index, run=k, runs=count, error=error[:300])
+                raise DeviceFailure("configure cycle %d failed: %s" % (k, error))
             self.nominal += elapsed
             self.record("sample", step="configure_cycles", step_index=index, run=k, runs=count,
                         fps=round(frames / elapsed, 2), configures=k, **temp)
 
     def infer_continuous(self, index: int, step: Dict[str, Any]) -> None:
-        hp = self._platform()
+        """One configure, then inference for `duration` nominal seconds: fps per `sample_every` window."""
         duration, every = float(step.get("duration") or 60), float(step.get("sample_every") or 15)
         k = 0
         try:
+            hp, np = self._platform()
+        except NodeFailure as exc:
+            self.record("sample", step="infer_continuous", step_index=index, run=1, error=str(exc), infra=True)
+            raise
+        try:
             with hp.VDevice(hp.VDevice.create_params()) as vdevice:
                 model = vdevice.create_infer_model(self.hef(step))
+                buffers = Buffers(hp, np, model)
                 with model.configure() as configured:
+                    batch = buffers.bindings(configured, per_call(configured))
                     done = 0.0
                     while done < duration - 1e-6:
-                        frames = 32
-                        bindings = [configured.create_bindings() for _ in range(frames)]
                         window, counted = min(every, duration - done), 0
-                        t0 = time.time()
-                        while (time.time() - t0) / self.scale < window:
-                            configured.run(bindings, 10000)
-                            counted += frames
-                        elapsed = (time.time() - t0) / self.scale
+                        t0 = self.clock()
+                        while (self.clock() - t0) / self.scale < window:
+                            configured.run(batch, 10000)
+                            counted += len(batch)
+                        elapsed = (self.clock() - t0) / self.scale
                         done += elapsed
                         self.nominal += elapsed
                         k += 1
@@ -257,12 +358,13 @@ class Agent:
         except DeviceFailure:
             raise
         except Exception as exc:
-            self.record("sample", step="infer_continuous", step_index=index, run=k + 1, error=str(exc)[:300])
-            raise DeviceFailure("continuous inference failed: %s" % exc)
+            error = "%s: %s" % (type(exc).__name__, exc)
+            self.record("sample", step="infer_continuous", step_index=index, run=k + 1, error=error[:300])
+            raise DeviceFailure("continuous inference failed: %s" % error)
 
     def _temperature(self, vdevice=None) -> Dict[str, Any]:
         try:
-            hp = self._platform()
+            hp, _ = self._platform()
             device = vdevice.get_physical_devices()[0] if vdevice is not None else hp.Device()
             info = device.control.get_chip_temperature()
             return {"temp_ts0": round(info.ts0_temperature, 2), "temp_ts1": round(info.ts1_temperature, 2),
@@ -518,9 +620,10 @@ class Agent:
         status, error = "ok", None
         if self.prior:
             self.record("phase_resume", after_seq=max(int(r.get("seq", 0)) for r in self.prior))
-            failed = [r for r in self.prior if r.get("error") and r.get("step") in DEVICE_STEPS and not r.get("skipped")]
-            if failed:
-                status, error = "device_error", str(failed[-1]["error"])
+            failures = [r for r in self.prior if failed(r) and r.get("step") in DEVICE_STEPS and not r.get("skipped")]
+            if failures:
+                status = "infra_error" if failures[-1].get("infra") else "device_error"
+                error = str(failures[-1]["error"])
         else:
             self.record("phase_start", steps=len(self.spec.get("steps") or []))
             self.record("system", **self.system())
@@ -535,8 +638,9 @@ class Agent:
             kind = step.get("kind")
             if index in started and kind not in ("benchmark", "configure_cycles"):
                 continue  # done (or begun) by the interrupted attempt
-            if kind in DEVICE_STEPS and status == "device_error":
-                self.record("event", step=kind, step_index=index, skipped=True, error="skipped after device failure")
+            if kind in DEVICE_STEPS and status != "ok":
+                why = "device failure" if status == "device_error" else "node failure"
+                self.record("event", step=kind, step_index=index, skipped=True, error="skipped after %s" % why)
                 continue
             handler = getattr(self, kind, None) if kind in DEVICE_STEPS + ("collect",) else None
             if handler is None:
@@ -545,6 +649,14 @@ class Agent:
                 handler(index, step)
             except DeviceFailure as exc:
                 status, error = "device_error", str(exc)
+            except NodeFailure as exc:
+                if status == "ok":  # a device failure found earlier stays the phase's outcome
+                    status, error = "infra_error", "%s: %s" % (kind, exc)
+            except Exception as exc:  # a bug or a broken node: the phase still ends, saying what failed
+                why = "%s step failed: %s: %s" % (kind, type(exc).__name__, exc)
+                self.record("event", step=kind, step_index=index, error=why[:300], infra=True)
+                if status == "ok":
+                    status, error = "infra_error", why
         self.restart_services()
         self.record("phase_end", status=status, error=error)
         return status

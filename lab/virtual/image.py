@@ -21,6 +21,9 @@ PACKAGES = (
     "openssh-server",
     "python3",
     "python3-apt",
+    # python3-hailort / python3-h10-hailort depend on it (pyhailort's buffers are numpy arrays); the
+    # nodes have no Debian source to fetch it from when the emulated Hailo package is installed
+    "python3-numpy",
     "apt",
     "kmod",
     "iproute2",

@@ -12,6 +12,11 @@ from pathlib import Path
 from lab.errors import FleetError
 
 HW_MOUNT = "/lab/hw"  # where the unit's hardware description appears inside the node
+# The emulated wall clock (a Pi 5 without an RTC battery is stepped by timesyncd shortly after boot):
+# a start-up hook of the node's Python, see lab/virtual/emulator/hailo_emu/wallclock.py.
+WALLCLOCK_SOURCE = Path(__file__).parent / "emulator" / "hailo_emu" / "wallclock.py"
+WALLCLOCK_DIR = "usr/lib/python3/dist-packages"
+WALLCLOCK_PTH = "import lab_emu_wallclock; lab_emu_wallclock.install()\n"
 REPO_MOUNT = "/srv/lab-apt"  # where the lab's apt repository appears inside the node
 ARCHIVE_LINE = f"deb [trusted=yes] file:{REPO_MOUNT} ./"  # the emulated Raspberry Pi archive, listed by every node
 
@@ -129,8 +134,17 @@ def prepare(nd: NodeDir, address: str, authorized_key: str, unit: dict, fleet_in
         # The node lists the emulated archive as Raspberry Pi OS lists archive.raspberrypi.com.
         (etc / "apt/sources.list.d").mkdir(parents=True, exist_ok=True)
         write_atomic(etc / "apt/sources.list.d/raspi.list", ARCHIVE_LINE + "\n")
+    install_wallclock(nd)
     write_hw(nd, unit, fleet_info)
     write_atomic(nd.config, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def install_wallclock(nd: NodeDir) -> None:
+    """Put the emulated wall clock's start-up hook into the node's Python (every interpreter imports it)."""
+    site = nd.upper / WALLCLOCK_DIR
+    site.mkdir(parents=True, exist_ok=True)
+    write_atomic(site / "lab_emu_wallclock.py", WALLCLOCK_SOURCE.read_text())
+    write_atomic(site / "lab-emu-wallclock.pth", WALLCLOCK_PTH)
 
 
 LOGIN_USER = "pi"

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from lab.agent.parsers import parse_benchmark
@@ -36,7 +37,8 @@ def configure_and_infer(hef: str, frames: int = 10) -> None:
         model.input().set_format_type(hp.FormatType.UINT8)
         with model.configure() as configured:
             bindings = configured.create_bindings()
-            bindings.output().set_buffer(bytearray(model.output().shape[0]))
+            bindings.input().set_buffer(np.zeros(model.input().shape, np.uint8))
+            bindings.output().set_buffer(np.empty(model.output().shape, np.uint8))
             for _ in range(frames):
                 configured.run([bindings], 1000)
             configured.run_async([bindings]).wait(1000)
@@ -88,12 +90,16 @@ def test_installed_package_layout_imports_with_debian_python(tmp_path, sb):
         target.write_bytes(data)
     code = textwrap.dedent(f"""
         import hailo_platform
+        import numpy
         from hailo_platform import VDevice, Device, HEF
         assert hailo_platform.__version__ == "5.3.0", hailo_platform.__version__
         assert HEF({sb.hef("yolo26s_hailo10h.hef")!r}).get_network_group_names() == ["yolo26s"]
         with VDevice(VDevice.create_params()) as vd:
-            with vd.create_infer_model({sb.hef("yolo26s_hailo10h.hef")!r}).configure() as cm:
-                cm.run([cm.create_bindings()], 1000)
+            model = vd.create_infer_model({sb.hef("yolo26s_hailo10h.hef")!r})
+            with model.configure() as cm:
+                cm.run([cm.create_bindings(input_buffers={{model.input().name: numpy.zeros(model.input().shape, "uint8")}},
+                                           output_buffers={{model.output().name: numpy.empty(model.output().shape, "uint8")}})],
+                       1000)
         print(Device().control.identify().firmware_version)
     """)
     env = {**os.environ, **sb.env, "PYTHONPATH": str(root / "usr/lib/python3/dist-packages")}
@@ -101,3 +107,50 @@ def test_installed_package_layout_imports_with_debian_python(tmp_path, sb):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "5.3.0\n"
     assert sb.state()["configures"] == 1
+
+
+# --- bindings need buffers, as on real pyhailort (hailort 4.20-5.2: pyhailort.py ConfiguredInferModel.run_async,
+# bindings/python/src/infer_model_api.cpp run_async, libhailort infer_model.cpp validate_bindings) ----------------
+
+def _configured(sb):
+    """An open VDevice, the field report's model on it and that model configured."""
+    vdevice = hp.VDevice()
+    model = vdevice.create_infer_model(sb.hef("yolo26s_hailo10h.hef"))
+    return vdevice, model, model.configure()
+
+
+def test_bindings_without_buffers_fail_at_run_as_on_real_pyhailort(sb, capfd):
+    vdevice, model, configured = _configured(sb)
+    with vdevice, configured:
+        with pytest.raises(hp.HailoRTInvalidOperationException) as info:
+            configured.run([configured.create_bindings()], 1000)  # what the agent did before
+        assert str(info.value) == "Invalid operation. See hailort.log for more information"
+        assert isinstance(info.value, hp.HailoRTException)
+        assert ("[HailoRT] [error] CHECK failed - Trying to get buffer as view for 'yolo26s/output_layer1', "
+                "while it is not configured as view") in capfd.readouterr().err
+        only_output = configured.create_bindings(
+            output_buffers={model.output().name: np.empty(model.output().shape, np.uint8)})
+        with pytest.raises(hp.HailoRTNotFoundException, match="^Item not found. See hailort.log"):
+            configured.run_async([only_output]).wait(1000)
+        assert "CHECK failed - Couldnt find input buffer for 'yolo26s/input_layer1'" in capfd.readouterr().err
+    assert sb.state()["configures"] == 1
+
+
+def test_buffers_must_be_numpy_arrays_of_the_frame_size(sb, capfd):
+    vdevice, model, configured = _configured(sb)
+    with vdevice, configured:
+        assert model.input().shape == (640, 640, 3) and model.input().format.type.name == "UINT8"
+        bindings = configured.create_bindings()
+        with pytest.raises(AttributeError):
+            bindings.input().set_buffer(bytearray(640 * 640 * 3))  # pyhailort reads buffer.flags
+        with pytest.raises(hp.HailoRTException, match="C_CONTIGUOUS"):
+            bindings.input().set_buffer(np.zeros((640, 640, 6), np.uint8)[:, :, ::2])
+        bindings.input().set_buffer(np.zeros(model.input().shape, np.float32))  # 4 bytes per element: too big
+        bindings.output().set_buffer(np.empty(model.output().shape, np.uint8))
+        with pytest.raises(hp.HailoRTInvalidOperationException):
+            configured.run([bindings], 1000)
+        assert ("Input buffer size 4915200 is different than expected 1228800 for input 'yolo26s/input_layer1'"
+                in capfd.readouterr().err)
+        bindings.input().set_buffer(np.zeros(model.input().shape, np.uint8))
+        configured.run([bindings], 1000)
+        assert bindings.output().get_buffer().shape == model.output().shape

@@ -135,6 +135,18 @@ def test_benchmark_4x_has_the_long_summary(h8):
     assert abs(parsed.fps_hw_only - 309.58) < 1.0 and parsed.latency_hw_ms == pytest.approx(6.66, abs=0.05)
 
 
+def test_benchmark_4x_can_fail_after_printing_its_fps(tmp_path):
+    """A unit whose latency measurement times out: both FPS bars, then the error and exit 4 (no Summary)."""
+    sb = Sandbox(tmp_path, unit={"chip": "hailo8", "benchmark_latency_timeout": True}, version="4.23.0")
+    sb.reboot()
+    r = sb.benchmark("yolov8s_h8.hef", 5)
+    case = Path(__file__).parents[1] / "fixtures/parsers/benchmark/inputs/benchmark_h8_4.23_latency_timeout.txt"
+    assert r.rc == 4 and "Summary" not in r.out
+    assert shape(r.out + r.err) == shape(case.read_text())
+    parsed = parsers.parse_benchmark(r.out + r.err)
+    assert abs(parsed.fps - 309.4) < 1.0 and parsed.statuses == {"HAILO_TIMEOUT": 4}
+
+
 def test_benchmark_accepts_the_real_options(h10):
     r = h10.hailortcli(
         "benchmark",

@@ -114,7 +114,7 @@ def test_relations(repo, files):
     h10 = fields(repo / "h10-hailort_5.1.1_all.deb")
     assert (h10["Conflicts"], h10["Replaces"]) == ("hailort", "hailort")
     assert fields(files / "hailort-pcie-driver_5.3.0_all.deb")["Conflicts"] == "h10-hailort-pcie-driver"
-    assert fields(repo / "python3-hailort_4.23.0-1_all.deb")["Depends"] == "python3 (>= 3.9), hailort (= 4.23.0)"
+    assert fields(repo / "python3-hailort_4.23.0-1_all.deb")["Depends"] == "python3 (>= 3.9), python3-numpy, hailort (= 4.23.0)"
     meta = fields(repo / "hailo-h10-all_5.1.1-1_all.deb")
     assert meta["Depends"] == (
         "h10-hailort (= 5.1.1), h10-hailort-pcie-driver (= 5.1.1), " "python3-h10-hailort (= 5.1.1-1), hailo-models"
@@ -250,7 +250,9 @@ def apt(repo, tmp_path):
         (d / sub).mkdir(parents=True)
     (d / "etc/sources.list").write_text(packaging.REPO_LINE.replace("/srv/lab-apt", str(repo)) + "\n")
     (d / "status").write_text(
-        "\n".join(STATUS.format(name=n, version=v) for n, v in (("python3", "3.13.5-1"), ("kmod", "34.2-2")))
+        # what the node's base image has (lab/virtual/image.py PACKAGES): python3-numpy for python3-hailort
+        "\n".join(STATUS.format(name=n, version=v)
+                  for n, v in (("python3", "3.13.5-1"), ("kmod", "34.2-2"), ("python3-numpy", "1:2.2.4+ds-1")))
     )
     (d / "apt.conf").write_text(APT_CONF.format(d=d))
     env = {**os.environ, "APT_CONFIG": str(d / "apt.conf")}

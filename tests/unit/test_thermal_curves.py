@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lab.agent.parsers import parse_benchmark, run_throttling
@@ -154,7 +155,9 @@ def test_python_api_logs_throttling_state_changes(tmp_path, monkeypatch, capsys)
     with hp.VDevice(hp.VDevice.create_params()) as vdevice:
         model = vdevice.create_infer_model(sb.hef("yolo26s_hailo10h.hef"))
         with model.configure() as configured:
-            bindings = configured.create_bindings()
+            bindings = configured.create_bindings(
+                input_buffers={model.input().name: np.zeros(model.input().shape, np.uint8)},
+                output_buffers={model.output().name: np.empty(model.output().shape, np.uint8)})
             for _ in range(60):
                 configured.run([bindings] * 125, 10000)  # about a minute of inference
     assert _notices(capsys.readouterr().err) == ["THROTTLING_LIGHT", "THROTTLING_MEDIUM"]

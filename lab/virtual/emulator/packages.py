@@ -317,7 +317,8 @@ def python_package(rel: Release) -> PackageSpec:
         names["python"],
         rel.deb_version("python"),
         "HailoRT Python API (hailo_platform) %s" % rel.version,
-        ["python3 (>= 3.9)", "%s (= %s)" % (names["runtime"], rel.deb_version("runtime"))],
+        # python3-numpy as the real one: pyhailort imports numpy and its buffers are numpy arrays
+        ["python3 (>= 3.9)", "python3-numpy", "%s (= %s)" % (names["runtime"], rel.deb_version("runtime"))],
     )
     spec.files.update(_tree(pkg + "/_emu"))
     spec.files[pkg + "/__init__.py"] = (platform_init(rel.version), 0o644)
@@ -346,7 +347,7 @@ def wheel_files(rel: Release) -> tuple[str, dict]:
     members = {"hailo_platform/_emu/%s" % name: data for name, data in emulator_sources().items()}
     members["hailo_platform/__init__.py"] = platform_init(rel.version)
     members[info + "/METADATA"] = (
-        "Metadata-Version: 2.1\nName: hailort\nVersion: %s\n"
+        "Metadata-Version: 2.1\nName: hailort\nVersion: %s\nRequires-Dist: numpy\n"
         "Summary: HailoRT Python API (hailo_platform), emulated for the lab's virtual nodes "
         "(a model, not Hailo software)\n" % rel.version
     ).encode()

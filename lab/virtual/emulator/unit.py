@@ -47,6 +47,15 @@ class UnitProfile(BaseModel):
     throttle_temp_c: Optional[float] = Field(None, ge=0, le=150)
     throttle_per_c: Optional[float] = Field(None, ge=0, le=1)
     throttle_floor: Optional[float] = Field(None, gt=0, le=1)
+    benchmark_latency_timeout: Optional[bool] = Field(
+        None, description="4.x benchmark: the HW-latency measurement times out after both FPS bars (exit 4)"
+    )
+    wall_clock_step_s: Optional[float] = Field(
+        None, ge=0, le=10 * 365 * 86400, description="the node's wall clock is this far behind at boot; 0 = no step"
+    )
+    wall_clock_step_after_s: Optional[float] = Field(
+        None, ge=0, le=3600, description="real seconds after boot at which timesyncd steps the wall clock"
+    )
 
     pcie_speed_gts: Optional[Literal[2.5, 5.0, 8.0]] = Field(
         None, description="negotiated link speed in GT/s (a Pi 5's slot: 5.0 by default, 8.0 with pciex1_gen=3)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import sys
 
 from . import hef as hefmod
@@ -12,6 +13,7 @@ from .runtime import Runtime
 _LIBRARY = {"version": "0.0.0"}
 COMMIT_EVERY_S = 1.0
 PIPELINE_SLACK_S = 0.005  # real seconds of caller turnaround that still count as back to back
+ASYNC_QUEUE_SIZE = 16  # frames in flight per configured model (an assumption of the emulator)
 
 
 def set_library_version(version: str) -> None:
@@ -26,10 +28,34 @@ class HailoRTException(Exception):
 class HailoRTStatusException(HailoRTException):
     """A HailoRT call that failed with a status (`.status`, `.code`)."""
 
-    def __init__(self, error: status.HailoError):
-        super().__init__(str(error))
+    def __init__(self, error: status.HailoError, message: str = ""):
+        super().__init__(message or str(error))
         self.status = error.status
         self.code = error.code
+
+
+class HailoRTInvalidOperationException(HailoRTStatusException):
+    """HAILO_INVALID_OPERATION, with pyhailort's message (ExceptionWrapper.create_exception_from_status)."""
+
+
+class HailoRTNotFoundException(HailoRTStatusException):
+    """HAILO_NOT_FOUND, with pyhailort's message (ExceptionWrapper.create_exception_from_status)."""
+
+
+# pyhailort maps these statuses to exceptions of their own, with fixed messages (pyhailort.py, 4.20-5.2)
+_INDICATIVE = {
+    "HAILO_INVALID_OPERATION": (HailoRTInvalidOperationException,
+                                "Invalid operation. See hailort.log for more information"),
+    "HAILO_NOT_FOUND": (HailoRTNotFoundException, "Item not found. See hailort.log for more information"),
+}
+
+
+def _raise(exc: status.HailoError):
+    """Log a failed call's `[HailoRT] [error]` lines to stderr and raise what pyhailort raises for its status."""
+    for line in exc.lines:
+        sys.stderr.write(line + "\n")
+    cls, message = _INDICATIVE.get(exc.status, (HailoRTStatusException, ""))
+    raise cls(exc, message) from None
 
 
 def _call(fn, *args):
@@ -37,9 +63,7 @@ def _call(fn, *args):
     try:
         return fn(*args)
     except status.HailoError as exc:
-        for line in exc.lines:
-            sys.stderr.write(line + "\n")
-        raise HailoRTStatusException(exc) from None
+        _raise(exc)
 
 
 def _runtime() -> Runtime:
@@ -54,13 +78,31 @@ class HailoSchedulingAlgorithm:
     ROUND_ROBIN = 1
 
 
-class FormatType:
-    """Buffer element types."""
+class FormatType(enum.Enum):
+    """Buffer element types (pybind11 enum `FormatType` in pyhailort: `.name`, `str()` is `FormatType.UINT8`)."""
 
     AUTO = 0
     UINT8 = 1
     UINT16 = 2
     FLOAT32 = 3
+
+
+class FormatOrder(enum.Enum):
+    """Element orders of a stream (the emulated networks use these two)."""
+
+    NHWC = 1
+    NC = 2
+
+
+_ITEM_BYTES = {FormatType.UINT8: 1, FormatType.UINT16: 2, FormatType.FLOAT32: 4}
+
+
+class StreamFormat:
+    """A stream's hailo_format_t: `.type`, `.order`."""
+
+    def __init__(self, format_type: FormatType, order: FormatOrder):
+        self.type = format_type
+        self.order = order
 
 
 class VDeviceParams:
@@ -170,49 +212,86 @@ class HEF:
 
 
 class InferStream:
-    """One input or output of an InferModel."""
+    """One input or output of an InferModel: name, shape and format (type and order)."""
 
-    def __init__(self, name: str, size: int):
+    def __init__(self, name: str, nbytes: int, is_input: bool):
         self.name = name
-        self.shape = (size,)
-        self.format_type = FormatType.AUTO
+        side = int(round((nbytes / 3) ** 0.5))
+        if is_input and side * side * 3 == nbytes:
+            self.shape = (side, side, 3)  # an image, as the real HEFs' inputs (NHWC, UINT8)
+            self.format = StreamFormat(FormatType.UINT8, FormatOrder.NHWC)
+        else:
+            self.shape = (nbytes,)
+            self.format = StreamFormat(FormatType.UINT8, FormatOrder.NC)
 
     def set_format_type(self, format_type) -> None:
-        """Choose the element type of user buffers."""
-        self.format_type = format_type
+        """Choose the element type of user buffers (before configure)."""
+        self.format = StreamFormat(FormatType(getattr(format_type, "value", format_type)), self.format.order)
+
+    def frame_size(self) -> int:
+        """Bytes of one frame in the user's format."""
+        count = 1
+        for dim in self.shape:
+            count *= dim
+        return count * _ITEM_BYTES.get(self.format.type, 1)
 
 
 class BindingsStream:
-    """The buffer bound to one stream."""
+    """The buffer bound to one stream of one Bindings (none until the user sets one, as in pyhailort)."""
 
-    def __init__(self, size: int):
-        self._buffer = bytearray(size)
+    def __init__(self, name: str):
+        self.name = name
+        self._buffer = None
 
     def set_buffer(self, buffer) -> None:
-        """Bind a user buffer."""
+        """Bind a user buffer: a C-contiguous numpy array (pyhailort reads `buffer.flags` and `nbytes`)."""
+        if not buffer.flags.c_contiguous:
+            raise HailoRTException("Buffer must be C_CONTIGUOUS")
         self._buffer = buffer
 
-    def get_buffer(self):
-        """The bound buffer."""
+    def get_buffer(self, tf_format=False):
+        """The bound buffer (None when none was set)."""
         return self._buffer
 
 
 class Bindings:
-    """Input and output buffers for one inference."""
+    """Input and output buffers for one inference (one frame)."""
 
-    def __init__(self, model: dict, output_buffers=None):
-        self._in = BindingsStream(model["input_bytes"])
-        self._out = BindingsStream(model["output_bytes"])
-        if output_buffers:
-            self._out.set_buffer(next(iter(output_buffers.values())))
+    def __init__(self, model: "InferModel"):
+        self._model = model
+        self._inputs = {s.name: BindingsStream(s.name) for s in model.inputs}
+        self._outputs = {s.name: BindingsStream(s.name) for s in model.outputs}
 
-    def input(self, name=None) -> BindingsStream:
-        """The input binding."""
-        return self._in
+    @staticmethod
+    def _pick(streams: dict, name: str) -> BindingsStream:
+        if name == "" and len(streams) == 1:
+            name = next(iter(streams))
+        if name not in streams:
+            _raise(status.HailoError("HAILO_NOT_FOUND", [
+                "[HailoRT] [error] CHECK failed - Stream %s not found" % name]))
+        return streams[name]
 
-    def output(self, name=None) -> BindingsStream:
-        """The output binding."""
-        return self._out
+    def input(self, name: str = "") -> BindingsStream:
+        """An input's binding (the name may be left out when there is one input)."""
+        return self._pick(self._inputs, name or "")
+
+    def output(self, name: str = "") -> BindingsStream:
+        """An output's binding (the name may be left out when there is one output)."""
+        return self._pick(self._outputs, name or "")
+
+    def check(self) -> None:
+        """What libhailort checks before inferring: every output, then every input, then sizes."""
+        for stream in self._outputs.values():  # pyhailort's run_async re-maps every output buffer first
+            if stream._buffer is None:
+                _raise(status.buffer_not_view(stream.name))
+        for direction, streams in (("input", self._inputs), ("output", self._outputs)):
+            for stream in streams.values():
+                if stream._buffer is None:
+                    _raise(status.input_buffer_missing(stream.name))
+                size = int(stream._buffer.nbytes)
+                expected = self._model._stream(stream.name).frame_size()
+                if size != expected:
+                    _raise(status.buffer_size_mismatch(direction, size, expected, stream.name))
 
 
 class AsyncInferJob:
@@ -233,12 +312,23 @@ class ConfiguredInferModel:
         self._busy_until = 0.0  # real time at which the frames queued so far are done
 
     def create_bindings(self, input_buffers=None, output_buffers=None) -> Bindings:
-        """Buffers for one inference."""
-        return Bindings(self._network.model, output_buffers)
+        """A Bindings for one frame; `input_buffers`/`output_buffers` map stream names to numpy arrays.
 
-    def run(self, bindings, timeout: int = 10000) -> None:
+        Without buffers the bindings are empty: run() then fails as libhailort does.
+        """
+        bindings = Bindings(self._infer_model)
+        for name, buffer in (input_buffers or {}).items():
+            bindings.input(name).set_buffer(buffer)
+        for name, buffer in (output_buffers or {}).items():
+            bindings.output(name).set_buffer(buffer)
+        return bindings
+
+    def run(self, bindings, timeout: int) -> None:
         """Infer the given bindings (a list of Bindings, one frame each times the batch size)."""
-        count = len(bindings) if isinstance(bindings, (list, tuple)) else 1
+        bindings = list(bindings) if isinstance(bindings, (list, tuple)) else [bindings]
+        for one in bindings:
+            one.check()
+        count = len(bindings)
         frames = count * max(1, self._infer_model.batch_size)
         seconds = frames / max(self._fps, 1e-6)
         clock = self._network.chip.clock
@@ -254,10 +344,14 @@ class ConfiguredInferModel:
 
     def run_async(self, bindings, callback=None) -> AsyncInferJob:
         """Infer asynchronously; `callback(completion_info)` is called once done."""
-        self.run(bindings)
+        self.run(bindings, 10000)
         if callback is not None:
             callback(None)
         return AsyncInferJob()
+
+    def get_async_queue_size(self) -> int:
+        """How many frames may be in flight at once (the emulator's assumption: ASYNC_QUEUE_SIZE)."""
+        return ASYNC_QUEUE_SIZE
 
     def wait_for_async_ready(self, timeout_ms: int = 10000, frames_count: int = 1) -> None:
         """Wait until the model can take more frames (always ready)."""
@@ -293,19 +387,29 @@ class InferModel:
         self._model = model
         self.batch_size = 1
         self.hef = model["path"]
-        self._input = InferStream(model["network"] + "/input_layer1", model["input_bytes"])
-        self._output = InferStream(model["network"] + "/output_layer1", model["output_bytes"])
+        self._input = InferStream(model["network"] + "/input_layer1", model["input_bytes"], True)
+        self._output = InferStream(model["network"] + "/output_layer1", model["output_bytes"], False)
 
     def set_batch_size(self, batch_size: int) -> None:
         """Frames per inference."""
         self.batch_size = int(batch_size)
 
-    def input(self, name=None) -> InferStream:
+    def _stream(self, name: str) -> InferStream:
+        for stream in (self._input, self._output):
+            if stream.name == name:
+                return stream
+        raise KeyError(name)
+
+    def input(self, name: str = "") -> InferStream:
         """The (single) input stream."""
+        if name and name != self._input.name:
+            _raise(status.HailoError("HAILO_NOT_FOUND", ["[HailoRT] [error] CHECK failed - Input %s not found" % name]))
         return self._input
 
-    def output(self, name=None) -> InferStream:
+    def output(self, name: str = "") -> InferStream:
         """The (single) output stream."""
+        if name and name != self._output.name:
+            _raise(status.HailoError("HAILO_NOT_FOUND", ["[HailoRT] [error] CHECK failed - Output %s not found" % name]))
         return self._output
 
     @property
@@ -376,9 +480,12 @@ __all__ = [
     "BoardInformation",
     "Control",
     "Device",
+    "FormatOrder",
     "FormatType",
     "HEF",
     "HailoRTException",
+    "HailoRTInvalidOperationException",
+    "HailoRTNotFoundException",
     "HailoRTStatusException",
     "HailoSchedulingAlgorithm",
     "InferModel",

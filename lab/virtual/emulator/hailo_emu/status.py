@@ -4,11 +4,13 @@ from __future__ import annotations
 
 CODES = {
     "HAILO_SUCCESS": 0,
+    "HAILO_TIMEOUT": 4,
     "HAILO_INVALID_ARGUMENT": 2,
     "HAILO_INVALID_OPERATION": 6,
     "HAILO_INTERNAL_FAILURE": 8,
     "HAILO_OPEN_FILE_FAILURE": 13,
     "HAILO_INVALID_HEF": 26,
+    "HAILO_NOT_FOUND": 61,
     "HAILO_PCIE_DRIVER_NOT_INSTALLED": 64,
     "HAILO_OUT_OF_PHYSICAL_DEVICES": 74,
     "HAILO_INVALID_DRIVER_VERSION": 76,
@@ -87,5 +89,39 @@ def invalid_hef(path: str, why: str) -> HailoError:
         [
             "[HailoRT] [error] Failed to parse HEF file %s: %s" % (path, why),
             "[HailoRT] [error] CHECK_SUCCESS failed with status=HAILO_INVALID_HEF(26)",
+        ],
+    )
+
+
+def buffer_not_view(name: str) -> HailoError:
+    """An output binding without a buffer: pyhailort's run_async asks libhailort for it before inferring
+    (hailort infer_model_api.cpp ConfiguredInferModelWrapper::run_async; infer_model.cpp get_buffer)."""
+    return HailoError(
+        "HAILO_INVALID_OPERATION",
+        ["[HailoRT] [error] CHECK failed - Trying to get buffer as view for '%s', while it is not configured as view"
+         % name],
+    )
+
+
+def input_buffer_missing(name: str) -> HailoError:
+    """An input binding without a buffer (hailort infer_model.cpp ConfiguredInferModelImpl::validate_bindings)."""
+    return HailoError(
+        "HAILO_NOT_FOUND",
+        [
+            "[HailoRT] [error] CHECK failed - Couldnt find input buffer for '%s'" % name,
+            "[HailoRT] [error] CHECK_SUCCESS failed with status=HAILO_NOT_FOUND(61)",
+        ],
+    )
+
+
+def buffer_size_mismatch(direction: str, size: int, expected: int, name: str) -> HailoError:
+    """A bound buffer whose size is not the stream's frame size (validate_bindings)."""
+    what = "Input" if direction == "input" else "Output"
+    return HailoError(
+        "HAILO_INVALID_OPERATION",
+        [
+            "[HailoRT] [error] CHECK failed - %s buffer size %d is different than expected %d for %s '%s'"
+            % (what, size, expected, direction, name),
+            "[HailoRT] [error] CHECK_SUCCESS failed with status=HAILO_INVALID_OPERATION(6)",
         ],
     )
