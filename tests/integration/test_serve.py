@@ -20,6 +20,7 @@ from lab.db.ingest import ingest_samples
 from lab.db.models import Campaign, Phase, Run, Sample
 from lab.db.session import open_database
 from lab.report.synthetic import plant_campaign
+from lab.virtual.emulator.packaging import build_hailo_files, build_models
 from lab.virtual.fleet import Fleet
 from tests.conftest import PROJECT, fleet_leftovers, require_fleet
 from tests.integration.serve_helpers import LAB, Browser, Server, sse_events
@@ -210,6 +211,7 @@ def live_fleet(tmp_path_factory):
     require_fleet()
     base = tmp_path_factory.mktemp("servefleet")
     (base / "profile.yaml").write_text(PROFILE)
+    build_hailo_files(base / "hailo-files")  # beside the inventory: cma_soak's 5.3.0 comes as Hailo's files
     fleet = Fleet(root=base / "fleet", net=NET)
     inventory = base / "inventory" / "virtual.yml"
     fleet.up(profile=base / "profile.yaml", inventory=inventory, time_scale=0.02)
@@ -229,6 +231,7 @@ def test_live_page_follows_a_real_campaign(live_fleet, tmp_path):
     inventory, base = live_fleet
     db = f"sqlite:///{tmp_path / 'live.db'}"
     open_database(db).dispose()  # lab run would create it too; the server needs the schema to start
+    build_models(tmp_path / "models")  # the field report's model, on the controller (lab run's directory)
     server = Server(db, tmp_path)
     log = (tmp_path / "run.log").open("wb")
     run = subprocess.Popen([LAB, "run", str(PROJECT / "scenarios" / "cma_soak.yaml"), "--inventory", str(inventory),
