@@ -107,7 +107,7 @@ grep -E '^(Serial|Model|Revision)[[:space:]]*:' /proc/cpuinfo 2>/dev/null | sed 
 echo "dt_serial=$(tr -d '\000' < "$DT/serial-number" 2>/dev/null)"
 echo "dt_model=$(tr -d '\000' < "$DT/model" 2>/dev/null)"
 echo "device=$(test -e /dev/hailo0 && echo present || echo absent)"
-echo "throttled=$(vcgencmd get_throttled 2>/dev/null | cut -d= -f2)"
+echo "throttled=$("$VCG" get_throttled 2>/dev/null | cut -d= -f2)"
 echo "lock=$(cat /var/lib/lab-agent/lock/campaign 2>/dev/null)"
 echo "kernel=$(uname -r)"
 echo "packages=$(dpkg-query -W -f '${db:Status-Abbrev} ${Package}=${Version}\n' '*hailo*' dkms 2>/dev/null | awk '$1 == "ii" {printf "%s ", $2}')"
@@ -118,14 +118,15 @@ echo "held=$(apt-mark showhold 2>/dev/null | tr '\n' ' ')"
 PI_DEVICETREE_DIR = "/sys/firmware/devicetree/base"
 
 
-def node_probe(devicetree_dir: str = PI_DEVICETREE_DIR) -> str:
+def node_probe(devicetree_dir: str = PI_DEVICETREE_DIR, vcgencmd: str = "vcgencmd") -> str:
     """The probe `lab nodes` runs: the node's health, its HAT's identify --extended and the Pi's own identity."""
-    return f"DT={shlex.quote(devicetree_dir)}\n{_PROBE}"
+    return f"DT={shlex.quote(devicetree_dir)}\nVCG={shlex.quote(vcgencmd)}\n{_PROBE}"
 
 
 def host_probe(host: Host) -> str:
-    """The probe for one host (its inventory's `lab_devicetree_dir`, a real Pi's by default)."""
-    return node_probe(str(host.vars.get("lab_devicetree_dir") or PI_DEVICETREE_DIR))
+    """The probe for one host: its inventory's `lab_devicetree_dir` and `lab_vcgencmd`, a real Pi's by default."""
+    return node_probe(str(host.vars.get("lab_devicetree_dir") or PI_DEVICETREE_DIR),
+                      str(host.vars.get("lab_vcgencmd") or "vcgencmd"))
 
 
 NODE_PROBE = node_probe()

@@ -58,3 +58,15 @@ def test_probe_names_the_pi_and_the_hat(tmp_path):
     env["LAB_FAKE_IDENTIFY"] = str(case.with_name("identify_h8_4.20_hat.txt"))
     row = describe_node(parse_probe(subprocess.run(["sh", "-c", probe], capture_output=True, text=True, env=env).stdout))
     assert row["hat"]["unit"] is None and row["hat"]["serial"] is None  # <N/A>: unidentified, never "<N/A>"
+
+
+def test_probe_asks_the_hosts_own_vcgencmd(tmp_path):
+    """A virtual node's `lab_vcgencmd` (the emulator's) answers get_throttled, as a Pi's vcgencmd does."""
+    from lab.inventory import Host
+    from lab.remote import host_probe
+
+    (tmp_path / "emu-vcgencmd").write_text("#!/bin/sh\n[ \"$1\" = get_throttled ] && echo throttled=0x50005\n")
+    (tmp_path / "emu-vcgencmd").chmod(0o755)
+    host = Host(name="node1", address="127.0.0.1", vars={"lab_vcgencmd": str(tmp_path / "emu-vcgencmd")})
+    info = parse_probe(subprocess.run(["sh", "-c", host_probe(host)], capture_output=True, text=True).stdout)
+    assert info["throttled"] == "0x50005"
