@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from lab.cli import main
 from lab.db.models import Campaign, Phase, Run, Sample
 from lab.virtual.emulator.packaging import build_hailo_files, build_models
+from lab.virtual.emulator.nodevars import EMU_MEMINFO, EMU_SYSFS_ROOT
 from lab.virtual.fleet import Fleet
 from tests.conftest import PROJECT, fleet_leftovers, require_fleet, ssh_argv, ssh_cmd
 
@@ -393,7 +394,9 @@ def test_payloads_reach_the_agent_as_data(ff):
         campaign = f"inj-agent-{i}"
         spec = {"campaign": campaign, "run_key": "1", "phase": "p", "phase_index": 0, "time_scale": 0.02,
                 "chip": "hailo10h", "driver_module": "hailo1x_pci", "hef_dirs": ["/usr/share/hailo-models"],
-                "commands": {}, "steps": [step]}
+                "commands": {}, "steps": [step],
+                # the node's kernel view, as its inventory gives it (the pre-flight finds the device there)
+                "sysfs_root": EMU_SYSFS_ROOT, "meminfo": EMU_MEMINFO}
         work = f"/var/lib/lab-agent/{campaign}"
         put = subprocess.run(ssh_argv(ff.fleet, node, f"mkdir -p {work} && cat > {work}/phase.json"),
                              input=json.dumps(spec), capture_output=True, text=True, timeout=30)
