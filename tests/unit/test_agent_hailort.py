@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -10,9 +11,10 @@ import pytest
 from lab.agent.records import RecordLog, read_records
 from lab.agent.steps import Agent, Buffers
 from lab.virtual.emulator import packages
-from lab.virtual.emulator.hailo_emu import wallclock
+from lab.virtual.emulator.hailo_emu import hw, kernel, wallclock
 from lab.virtual.emulator.sandbox import Sandbox, release_for
 from tests.conftest import FIXTURES
+from tests.unit.fake_node import fake_boot_tools
 from tests.unit.test_agent import node, records, run_agent  # noqa: F401  (node is a fixture)
 
 SCALE = 0.5
@@ -36,14 +38,22 @@ def platform(tmp_path, monkeypatch):
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
     monkeypatch.syspath_prepend(str(site))
+    bindir = tmp_path / "bin"  # the pre-flight asks systemd and timedated whether the node is ready
+    bindir.mkdir()
+    fake_boot_tools(bindir)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
     yield box
     for name in [m for m in sys.modules if m == "hailo_platform" or m.startswith("hailo_platform.")]:
         del sys.modules[name]
 
 
 def agent(tmp_path, steps: list) -> Agent:
+    paths = hw.Paths({hw.STATE_DIR_ENV: str(tmp_path / "unit" / "run"), hw.DEV_DIR_ENV: str(tmp_path / "unit" / "dev")})
     spec = {"campaign": "c1", "run_key": "1", "phase": "p", "phase_index": 1, "time_scale": SCALE,
-            "chip": "hailo10h", "steps": steps}
+            "chip": "hailo10h", "steps": steps,  # the platform sandbox's kernel view: sysfs, meminfo, /dev/hailo0
+            "sysfs_root": os.path.join(paths.state_dir, kernel.SYSFS_DIR),
+            "meminfo": os.path.join(paths.state_dir, kernel.MEMINFO_FILE), "dev_node": paths.dev_node,
+            "ready_timeout": 5}
     return Agent(spec, RecordLog(str(tmp_path / "records.jsonl")), str(tmp_path))
 
 
@@ -152,10 +162,11 @@ def test_an_unexpected_error_in_a_step_ends_the_phase_with_it(node):  # noqa: F8
     out = run_agent(node, [{"kind": "cooldown", "seconds": "soon"},
                            {"kind": "benchmark", "hef": "resnet.hef", "runs": 1}])
     assert out["status"] == "infra_error"
-    recs = records(node)
-    assert recs[2]["step"] == "cooldown" and "ValueError" in recs[2]["error"]
-    assert recs[3]["step"] == "benchmark" and recs[3]["skipped"] is True
-    assert recs[-1]["kind"] == "phase_end" and recs[-1]["error"].startswith("cooldown step failed: ValueError")
+    recs = [r for r in records(node) if r.get("step")]  # after phase_start, system and the pre-flight
+    assert recs[0]["step"] == "cooldown" and "ValueError" in recs[0]["error"]
+    assert recs[1]["step"] == "benchmark" and recs[1]["skipped"] is True
+    end = records(node)[-1]
+    assert end["kind"] == "phase_end" and end["error"].startswith("cooldown step failed: ValueError")
 
 
 def test_a_benchmark_that_exits_non_zero_after_its_fps_keeps_the_figure(node):  # noqa: F811
