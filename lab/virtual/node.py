@@ -124,6 +124,14 @@ def prepare(nd: NodeDir, address: str, authorized_key: str, unit: dict, fleet_in
         # up while the node was frozen count as penalties and sshd then drops the controller for minutes.
         "PerSourcePenaltyExemptList 127.0.0.0/8\n",
     )
+    # Seen on nspawn nodes right after a reboot: PID 1 fails to spawn systemd-user-sessions ("Failed to
+    # spawn executor: No such file or directory", result 'resources'); /run/nologin then stays and only
+    # root may log in, so the node never lets `pi` back. Retry it, as a unit that failed for resources.
+    dropin = etc / "systemd/system/systemd-user-sessions.service.d"
+    dropin.mkdir(parents=True, exist_ok=True)
+    write_atomic(dropin / "lab-retry.conf",
+                 "# written by lab fleet up (virtual nodes only): retry a start the executor failed\n"
+                 "[Unit]\nStartLimitIntervalSec=0\n\n[Service]\nRestart=on-failure\nRestartSec=1\n")
     ssh_dir = nd.upper / "root/.ssh"
     ssh_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(ssh_dir, 0o700)
