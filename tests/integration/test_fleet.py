@@ -29,6 +29,9 @@ def test_up_returns_when_the_login_user_can_log_in(fleet3):
                               f"pi@{TEST_NET}.{i}", "id", "-un"], capture_output=True, text=True, timeout=30,
                              stdin=subprocess.DEVNULL)
         assert (out.returncode, out.stdout.strip()) == (0, "pi"), out.stderr
+    # PID 1 failing to spawn systemd-user-sessions after a reboot would leave /run/nologin: it is retried
+    show = ssh_cmd(fleet3, f"{TEST_NET}.1", "systemctl show -p Restart --value systemd-user-sessions.service")
+    assert (show.returncode, show.stdout.strip()) == (0, "on-failure"), show.stderr
 
 
 def test_inventory_and_host_keys(fleet3):
