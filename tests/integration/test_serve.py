@@ -164,7 +164,8 @@ def test_hostile_names_render_inert_the_404_and_no_request_elsewhere(planted_db,
         assert browser.wait_for(missing, "document.querySelector('p.error') && document.querySelector('p.error').textContent") == (
             "lab: error: no campaign 'nope' in this database, see the campaigns at /")
         report = browser.open(server.base + "/campaigns/planted")
-        assert browser.wait_for(report, "document.querySelectorAll('svg.chart').length") == 4
+        # the planted campaign's 4 fps charts, each with its telemetry chart beside it (as test_report_browser)
+        assert browser.wait_for(report, "document.querySelectorAll('svg.chart').length") == 8
         problems = browser.problems(expected=("/campaigns/nope",))
     finally:
         stderr = browser.close()
