@@ -98,3 +98,18 @@ def db_session(db_engine) -> Iterator[Session]:
 
     with session_factory(db_engine)() as session:
         yield session
+
+
+def store_one_run(session: Session):
+    """Campaign c1 with one run (index 0, node1, stack h10-5.3.0) for the orchestrator's unit tests; returns the run."""
+    from lab.db.ingest import get_or_create_stack
+    from lab.db.models import Campaign, Run
+
+    campaign = Campaign(name="c1", scenario_name="soak", scenario_text="")
+    session.add(campaign)
+    session.flush()
+    stack = get_or_create_stack(session, "h10-5.3.0", "5.3.0", "5.3.0", "5.3.0", "hailo10h")
+    run = Run(campaign_id=campaign.id, index=0, node="node1", stack_id=stack.id, repeat=1)
+    session.add(run)
+    session.flush()
+    return run

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.orm import Session
 
-from lab.db.ingest import get_or_create_stack, ingest_samples
-from lab.db.models import Campaign, Phase, Run
+from lab.db.ingest import ingest_samples
+from lab.db.models import Phase
 from lab.orchestrator import CampaignRunner
 from lab.scenario import RunSpec
+from tests.db_fixtures import store_one_run
 
 SPEC = RunSpec(0, "node1", "h10-5.3.0", 1)
 MISSING = ("configure_cycles: HailoRT's Python binding is not installed (no hailo_platform: python3-hailort, "
@@ -20,13 +21,7 @@ def runner(db_engine):
     """A runner of one stored run whose phase 1 the agent ended with `status`."""
     def make(status: str, error: str | None):
         with Session(db_engine) as s, s.begin():
-            campaign = Campaign(name="c1", scenario_name="soak", scenario_text="")
-            s.add(campaign)
-            s.flush()
-            stack = get_or_create_stack(s, "h10-5.3.0", "5.3.0", "5.3.0", "5.3.0", "hailo10h")
-            run = Run(campaign_id=campaign.id, index=0, node="node1", stack_id=stack.id, repeat=1)
-            s.add(run)
-            s.flush()
+            run = store_one_run(s)
             phase = Phase(run_id=run.id, index=1, name="measure", status="running")
             s.add(phase)
             s.flush()

@@ -5,23 +5,17 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.orm import Session
 
-from lab.db.ingest import get_or_create_stack, ingest_samples
-from lab.db.models import Campaign, Run
+from lab.db.ingest import ingest_samples
 from lab.orchestrator import CampaignRunner
 from lab.scenario import RunSpec
+from tests.db_fixtures import store_one_run
 
 
 @pytest.fixture
 def runner(db_engine):
     """A runner of one stored run (run index 0 on node1) whose records 1-3 are in the database."""
     with Session(db_engine) as s, s.begin():
-        campaign = Campaign(name="c1", scenario_name="soak", scenario_text="")
-        s.add(campaign)
-        s.flush()
-        stack = get_or_create_stack(s, "h10-5.3.0", "5.3.0", "5.3.0", "5.3.0", "hailo10h")
-        run = Run(campaign_id=campaign.id, index=0, node="node1", stack_id=stack.id, repeat=1)
-        s.add(run)
-        s.flush()
+        run = store_one_run(s)
         ingest_samples(s, run.id, [{"seq": n, "ts": 1.8e9 + n, "kind": "sample", "step": "benchmark", "fps": 124.8}
                           for n in (1, 2, 3)])
         run_id = run.id
