@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,20 +28,6 @@ class Host:
     @property
     def time_scale(self) -> float:
         return float(self.vars.get("lab_time_scale", 1.0))
-
-    def ssh_argv(self, *remote: str, connect_timeout: int = 10) -> list[str]:
-        """An OpenSSH command reaching this host exactly as Ansible does (same key, known_hosts, options)."""
-        argv = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={connect_timeout}",
-                "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2"]
-        if self.vars.get("ansible_port"):
-            argv += ["-p", str(self.vars["ansible_port"])]
-        if self.vars.get("ansible_ssh_private_key_file"):
-            argv += ["-i", str(self.vars["ansible_ssh_private_key_file"])]
-        argv += shlex.split(str(self.vars.get("ansible_ssh_common_args") or ""))
-        argv += shlex.split(str(self.vars.get("ansible_ssh_extra_args") or ""))
-        user = self.vars.get("ansible_user")
-        argv.append(f"{user}@{self.address}" if user else self.address)
-        return argv + list(remote)
 
 
 @dataclass

@@ -72,7 +72,7 @@ class PlainLog:
         self._round_nodes: set[str] = set()
 
     def phase(self, node: str, phase: str) -> list[str]:
-        """A node starts a phase (the orchestrator's on_phase)."""
+        """A node starts a phase (the engine's on_phase)."""
         if phase != self._round_phase or node in self._round_nodes:
             # Phases run in lockstep across the fleet, so a new phase means the last one is over for every node;
             # a node whose run ended without a phase_end record (unreachable, unread) must not haunt the heartbeat.
@@ -84,7 +84,7 @@ class PlainLog:
         return self._lines([f"{node}: {phase} started"])
 
     def record(self, node: str, rec: dict) -> list[str]:
-        """A record the collector read from a node (the orchestrator's on_record)."""
+        """A record the collector read from a node (the engine's on_record)."""
         state = self.nodes.get(node)
         if state is None or not state.running:
             return []  # not started yet (a refused run prints only its error), or finished: never repeated

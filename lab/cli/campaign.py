@@ -11,7 +11,11 @@ import typer
 
 from lab.cli import app
 from lab.db.session import open_database
-from lab.orchestrator import check_campaign_name, plan_campaign, run_campaign
+from lab.db.store import SqlStore
+from lab.engine.campaign import Ports, resume_campaign, run_campaign
+from lab.engine.plan import check_campaign_name, plan_campaign
+from lab.executor import AnsibleExecutor
+from lab.node_files import SshAgentFiles
 from lab.progress import Progress
 
 
@@ -35,9 +39,15 @@ def run(
     engine = open_database(db)
     command = shlex.join(["lab", *sys.argv[1:]]) if sys.argv else "lab run"
     with Progress([h.name for h in plan.hosts]) as progress:
-        name, campaign_id, code = run_campaign(engine, plan, name, command, progress.on_record, progress.on_phase)
+        name, campaign_id, code = run_campaign(ports(engine), plan, name, command, progress.on_record,
+                                               progress.on_phase)
     _print_summary(engine, name, as_json)
     raise typer.Exit(code)
+
+
+def ports(engine) -> Ports:
+    """The real adapters: Ansible for the nodes, SSH for the agents' files, the database for results."""
+    return Ports(AnsibleExecutor(), SshAgentFiles, SqlStore(engine))
 
 
 def _print_summary(engine, name: str, as_json: bool) -> None:
@@ -114,10 +124,8 @@ def resume(
     Example:
         lab resume cma_soak-20261121-220804-4b59
     """
-    from lab.orchestrator import resume_campaign
-
     engine = open_database(db)
     with Progress([]) as progress:
-        name, _, code = resume_campaign(engine, campaign, progress.on_record, progress.on_phase)
+        name, _, code = resume_campaign(ports(engine), campaign, progress.on_record, progress.on_phase)
     _print_summary(engine, name, as_json)
     raise typer.Exit(code)

@@ -9,7 +9,8 @@ import typer
 
 from lab.cli import app
 from lab.inventory import load
-from lab.remote import describe_node, host_probe, parse_probe, run_on_hosts
+from lab.probe import describe_node, host_probe, parse_probe
+from lab.ssh import run_on_hosts
 
 
 @app.command("nodes")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import collector as collector_mod
+from lab import node_files
 from lab.cli import main
-from lab.collector import Collector
+from lab.node_files import SshAgentFiles
 from lab.inventory import Host
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -195,7 +195,7 @@ exec sh -c "$*"
 
 
 def test_collector_keeps_a_path_with_shell_syntax_literal(tmp_path, monkeypatch):
-    """The collector's remote commands quote every argument: `$(...)`, backticks and `;` stay part of a path.
+    """The agent files' remote commands quote every argument: `$(...)`, backticks and `;` stay part of a path.
 
     `ssh` here is a stand-in that hands the remote command line to `sh -c`, exactly what sshd does on the node.
     """
@@ -208,22 +208,17 @@ def test_collector_keeps_a_path_with_shell_syntax_literal(tmp_path, monkeypatch)
     work.mkdir()
     monkeypatch.chdir(work)  # where a payload that ran would leave its file
     workdir = tmp_path / "agent $(touch pwned-subst) `touch pwned-tick`; touch pwned-semi"
-    monkeypatch.setattr(collector_mod, "AGENT_WORKDIR", str(workdir))
+    monkeypatch.setattr(node_files, "AGENT_WORKDIR", str(workdir))
     records = [{"seq": 1, "kind": "phase_start", "run_key": "1"}, {"seq": 2, "kind": "sample", "run_key": "1"}]
     (workdir / "c1" / "artifacts").mkdir(parents=True)
     (workdir / "c1" / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (workdir / "c1" / "artifacts" / "a;b $(touch pwned-art).txt").write_text("raw output\n")
-    got: list[dict] = []
-    monkeypatch.setattr(Collector, "ingest", lambda self, cur, recs: got.extend(recs) or len(recs))
-    col = Collector(None, "c1", 1, [Host("n1", "127.77.9.1")])
+    host = Host("n1", "127.77.9.1")
+    files = SshAgentFiles("c1", [host])
     try:
-        assert col.poll(["n1"]) == 2
-        assert got == records
-        proc = collector_mod.remote(col.cursors["n1"].host, ["tar", "-C", col.path("artifacts"), "-cf", "-", "--",
-                                                              "a;b $(touch pwned-art).txt"], 30)
-        assert proc.returncode == 0 and b"raw output" in proc.stdout
+        assert [json.loads(line) for line in files.read_records(host, 0, 30).splitlines()] == records
+        assert files.fetch(host, ["a;b $(touch pwned-art).txt"], 30) == {"a;b $(touch pwned-art).txt": b"raw output\n"}
     finally:
-        if hasattr(col, "close"):
-            col.close()
+        files.close()
     assert list(work.iterdir()) == []  # no pwned-* file: nothing was run
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["bin", "work", workdir.name])

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from lab.agent import parsers
 from lab.agent.records import read_records
 from lab.bundle import build_bundle
-from lab.collector import Collector
 from lab.db.ingest import unit_key, upsert_unit
+from lab.db.store import SqlStore
 from lab.db.models import Campaign, Run, Unit
 from lab.inventory import Host
 from tests.conftest import FIXTURES
@@ -191,13 +191,10 @@ def test_ingest_records_the_pi_of_each_run_and_the_unit_of_the_chip(db_engine):
         ids = [r.id for r in runs]
     moved = _identify("identify_extended_h8_4.23_lcs_no_newline.txt")
     hat = _identify("identify_h8_4.20_hat.txt")  # <N/A>: no SoC ID read, no serial
-    collector = Collector(db_engine, "c1", 1, [Host(f"pi-0{i}", "127.0.0.1", {}) for i in (1, 2, 3)])
-    try:
-        collector.ingest(collector.cursors["pi-01"], [_identity_record(ids[0], 1, moved, "1111111111111111")])
-        collector.ingest(collector.cursors["pi-02"], [_identity_record(ids[1], 1, hat, "2222222222222222")])
-        collector.ingest(collector.cursors["pi-03"], [_identity_record(ids[2], 1, hat, "3333333333333333")])
-    finally:
-        collector.close()
+    store = SqlStore(db_engine)
+    for i, (ident, serial) in enumerate(((moved, "1111111111111111"), (hat, "2222222222222222"),
+                                         (hat, "3333333333333333"))):
+        store.ingest("c1", 1, Host(f"pi-0{i + 1}", "127.0.0.1", {}), [_identity_record(ids[i], 1, ident, serial)])
     with Session(db_engine) as session:
         got = {r.node: (r.host_serial, r.host_model, r.unit.key) for r in session.scalars(select(Run))}
         assert got["pi-02"][2] != got["pi-03"][2]  # two HATs printing `Serial Number: <N/A>` are two units
@@ -300,7 +297,7 @@ def test_identify_round_trip_on_every_version():
 def test_lab_nodes_text_and_json_show_pi_and_hat(tmp_path, monkeypatch, capsys):
     import lab.cli
     from lab.cli import nodes as nodes_module
-    from lab.remote import ExecResult
+    from lab.ssh import ExecResult
 
     inventory = tmp_path / "pis.yml"
     inventory.write_text("all:\n  hosts:\n    pi-01: {ansible_host: 192.0.2.11, lab_devicetree_dir: /dt}\n")

@@ -7,6 +7,7 @@ import pytest
 from lab.cli import main
 from lab.errors import InventoryError
 from lab.inventory import load
+from lab.ssh import ssh_argv
 from tests.conftest import PROJECT
 
 
@@ -16,7 +17,7 @@ def test_real_pi_example_loads_with_chips_and_groups():
     assert [h.chip for h in inv.hosts.values()] == ["hailo10h", "hailo10h", "hailo8"]
     assert inv.groups["h10"] == ["pi-01", "pi-02"]
     assert [h.name for h in inv.select("h8,pi-01")] == ["pi-03", "pi-01"]
-    argv = inv.hosts["pi-03"].ssh_argv("true")
+    argv = ssh_argv(inv.hosts["pi-03"], "true")
     assert argv[-2:] == ["pi@192.0.2.13", "true"] and "StrictHostKeyChecking=no" not in " ".join(argv)
 
 

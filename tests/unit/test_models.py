@@ -54,7 +54,7 @@ def test_a_models_folder_beside_the_scenario_comes_first(tmp_path, monkeypatch):
 
 
 def test_a_missing_model_is_one_line_at_its_line_before_any_node(tmp_path, monkeypatch):
-    from lab.orchestrator import plan_campaign
+    from lab.engine.plan import plan_campaign
 
     monkeypatch.chdir(tmp_path)
     scenario = shipped("scenario") / "cma_soak.yaml"
@@ -69,7 +69,7 @@ def test_a_missing_model_is_one_line_at_its_line_before_any_node(tmp_path, monke
 
 
 def test_each_node_gets_the_checksummed_copy(tmp_path, monkeypatch):
-    from lab.orchestrator import host_phase_spec, plan_campaign
+    from lab.engine.plan import host_phase_spec, plan_campaign
 
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "yolo26s_hailo10h.hef").write_bytes(HEF)

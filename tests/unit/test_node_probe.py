@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from lab.remote import NODE_PROBE, parse_probe
+from lab.probe import NODE_PROBE, parse_probe
 from tests.conftest import FIXTURES
 
 FAKES = {
@@ -39,7 +39,7 @@ esac
 def test_probe_names_the_pi_and_the_hat(tmp_path):
     """`lab nodes` shows the Pi (devicetree) and the HAT (the unit key its chip gives, serial, SoC ID)."""
     from lab.inventory import Host
-    from lab.remote import describe_node, host_probe
+    from lab.probe import describe_node, host_probe
 
     (tmp_path / "hailortcli").write_text(IDENTIFY)
     (tmp_path / "hailortcli").chmod(0o755)
@@ -63,7 +63,7 @@ def test_probe_names_the_pi_and_the_hat(tmp_path):
 def test_probe_asks_the_hosts_own_vcgencmd(tmp_path):
     """A virtual node's `lab_vcgencmd` (the emulator's) answers get_throttled, as a Pi's vcgencmd does."""
     from lab.inventory import Host
-    from lab.remote import host_probe
+    from lab.probe import host_probe
 
     (tmp_path / "emu-vcgencmd").write_text("#!/bin/sh\n[ \"$1\" = get_throttled ] && echo throttled=0x50005\n")
     (tmp_path / "emu-vcgencmd").chmod(0o755)

@@ -159,7 +159,7 @@ def _inventory(tmp_path: Path, sources: str) -> Path:
 
 
 def test_a_campaign_resolves_each_nodes_source_before_touching_it(tmp_path, monkeypatch):
-    from lab.orchestrator import host_phase_spec, plan_campaign
+    from lab.engine.plan import host_phase_spec, plan_campaign
 
     folder = _hailo_folder(tmp_path)
     (tmp_path / "models").mkdir()
@@ -176,7 +176,7 @@ def test_a_campaign_resolves_each_nodes_source_before_touching_it(tmp_path, monk
 
 
 def test_a_campaign_whose_stack_no_source_has_stops_before_any_node(tmp_path, monkeypatch):
-    from lab.orchestrator import plan_campaign
+    from lab.engine.plan import plan_campaign
 
     (tmp_path / "empty").mkdir()
     (tmp_path / "models").mkdir()

@@ -89,7 +89,7 @@ def test_stop_services_names_systemd_services():
 def test_the_phase_spec_names_the_kernel_interfaces_and_the_services_to_stop(tmp_path, monkeypatch):
     """What the controller hands each node's agent: where sysfs and meminfo are, vcgencmd, the node's name and
     chip, and the phase's stop_services, all from the inventory and the scenario."""
-    from lab.orchestrator import host_phase_spec, plan_campaign
+    from lab.engine.plan import host_phase_spec, plan_campaign
 
     (tmp_path / "rack.yml").write_text("""all:
   hosts:

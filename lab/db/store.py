@@ -1,0 +1,206 @@
+"""The engine's store over SQLAlchemy: campaigns, runs and phases, records, units, artifacts, transitions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from lab.agent.parsers import ToolOutputError, parse_dmesg, parse_runtime_log
+from lab.analysis import RunSample
+from lab.db.ingest import get_or_create_stack, ingest_samples, store_artifact, store_preflight, upsert_unit
+from lab.db.models import Artifact, Campaign, LogEvent, Phase, Run, Sample
+from lab.engine.plan import Plan, StoredRun
+from lab.engine.ports import StoredCampaign
+from lab.engine.state import CampaignFinished, Effect, PhaseClosed, PhaseStarted, RunFailed, RunStarted
+from lab.inventory import Host
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SqlStore:
+    """Writes a campaign through one SQLAlchemy engine (SQLite or PostgreSQL); each call is one transaction."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def campaign_exists(self, name: str) -> bool:
+        with Session(self.engine) as session:
+            return session.scalar(select(Campaign.id).where(Campaign.name == name)) is not None
+
+    def create(self, plan: Plan, name: str, command_line: str) -> tuple[int, dict[int, int]]:
+        loaded = plan.loaded
+        run_ids = {}
+        with Session(self.engine) as session, session.begin():
+            campaign = Campaign(name=name, scenario_name=loaded.scenario.name, scenario_text=loaded.text,
+                                inventory=str(plan.inventory.source), command_line=command_line,
+                                settings=plan.settings())
+            session.add(campaign)
+            session.flush()
+            for spec in plan.runs:
+                pin = loaded.stacks[spec.stack]
+                stack = get_or_create_stack(session, pin.name, pin.hailort, pin.driver, pin.firmware, pin.chip)
+                run = Run(campaign_id=campaign.id, index=spec.index, node=spec.node, stack_id=stack.id,
+                          repeat=spec.repeat)
+                session.add(run)
+                session.flush()
+                for i, phase in enumerate(loaded.scenario.phases):
+                    session.add(Phase(run_id=run.id, index=i, name=phase.name))
+                run_ids[spec.index] = run.id
+            return campaign.id, run_ids
+
+    # ---- transitions ------------------------------------------------------------------------
+    def apply(self, effects: Sequence[Effect]) -> None:
+        if not effects:
+            return
+        with Session(self.engine) as session, session.begin():
+            for effect in effects:
+                if isinstance(effect, RunStarted):
+                    run = session.get(Run, effect.run_id)
+                    run.status = "running"
+                    run.started_at = run.started_at or now()
+                elif isinstance(effect, PhaseStarted):
+                    phase = _phase(session, effect.run_id, effect.index)
+                    phase.status, phase.started_at = "running", now()
+                elif isinstance(effect, PhaseClosed):
+                    phase = _phase(session, effect.run_id, effect.index)
+                    phase.status, phase.error, phase.boot_id = effect.status, effect.error, effect.boot_id
+                    phase.finished_at = now()
+                    if effect.run_error is not None:
+                        session.get(Run, effect.run_id).error = effect.run_error
+                elif isinstance(effect, RunFailed):
+                    run = session.get(Run, effect.run_id)
+                    run.status, run.verdict, run.error = "infra_error", "infra_error", effect.error
+                    run.finished_at = now()
+                    for phase in run.phases:
+                        if phase.status in ("pending", "running"):
+                            phase.status = "skipped" if phase.status == "pending" else "infra_error"
+                elif isinstance(effect, CampaignFinished):
+                    self._finish(session, effect)
+
+    @staticmethod
+    def _finish(session: Session, done: CampaignFinished) -> None:
+        for run_id, verdict in done.verdicts.items():
+            run = session.get(Run, run_id)
+            run.verdict, run.status, run.finished_at = verdict, "done", now()
+        campaign = session.scalar(select(Campaign).where(Campaign.name == done.campaign))
+        campaign.status, campaign.exit_status, campaign.finished_at = done.status, done.exit_status, now()
+
+    # ---- records and artifacts --------------------------------------------------------------
+    def ingest(self, campaign: str, campaign_id: int, host: Host, records: list[dict]) -> int:
+        by_run: dict[int, list[dict]] = {}
+        for rec in records:
+            try:
+                run_id = int(rec.get("run_key"))
+            except (TypeError, ValueError):
+                continue
+            rec = dict(rec)
+            rec.setdefault("step", rec.get("kind"))
+            by_run.setdefault(run_id, []).append(rec)
+        added = 0
+        with Session(self.engine) as session, session.begin():
+            for run_id, recs in by_run.items():
+                added += ingest_samples(session, run_id, recs)
+                for rec in recs:
+                    if rec.get("kind") == "identity" and isinstance(rec.get("identity"), dict):
+                        _identity(session, run_id, campaign, host, rec)
+                    elif rec.get("kind") == "preflight":
+                        store_preflight(session, run_id, rec)
+        return added
+
+    def stored_artifacts(self, campaign_id: int, node: str) -> set[str]:
+        with Session(self.engine) as session:
+            return set(session.scalars(select(Artifact.name).where(Artifact.campaign_id == campaign_id,
+                                                                   Artifact.node == node)))
+
+    def store_artifact(self, campaign_id: int, node: str, name: str, run_id: int, data: bytes, intact: bool) -> None:
+        with Session(self.engine) as session, session.begin():
+            store_artifact(session, campaign_id, name, "raw" if intact else "raw-mismatch", data=data, run_id=run_id,
+                           node=node)
+            session.add_all(log_events(campaign_id, name, data, run_id, node))
+
+    # ---- reading back -----------------------------------------------------------------------
+    def benchmark_series(self, run_ids: Iterable[int]) -> dict[int, list[list[RunSample]]]:
+        ids = list(run_ids)
+        out: dict[int, dict[int | None, list[RunSample]]] = {rid: {} for rid in ids}
+        with Session(self.engine) as session:
+            rows = session.execute(select(Sample.run_id, Sample.phase_id, Sample.fps, Sample.temp, Sample.configure_count)
+                                   .where(Sample.run_id.in_(ids), Sample.step == "benchmark", Sample.fps.is_not(None))
+                                   .order_by(Sample.run_id, Sample.seq)).all() if ids else []
+        for run_id, phase_id, fps, temp, configures in rows:
+            series = out[run_id].setdefault(phase_id, [])
+            series.append(RunSample(len(series) + 1, fps, temp, configures))
+        return {rid: list(by_phase.values()) for rid, by_phase in out.items()}
+
+    def load(self, ref: str) -> StoredCampaign:
+        from lab.report.summary import find_campaign
+
+        with Session(self.engine) as session:
+            campaign = find_campaign(session, ref)
+            runs = [StoredRun(r.index, r.node, r.stack.name, r.repeat) for r in campaign.runs]
+            stored = StoredCampaign(campaign.id, campaign.name, campaign.status, campaign.exit_status,
+                                    campaign.scenario_name, campaign.scenario_text, campaign.inventory or "",
+                                    campaign.command_line or "", dict(campaign.settings or {}), runs,
+                                    {r.index: r.id for r in campaign.runs})
+            for run in campaign.runs:
+                marks = session.execute(select(Sample.phase_id, Sample.step, Sample.boot_id, Sample.error, Sample.extra,
+                                               Sample.seq).where(Sample.run_id == run.id)
+                                        .order_by(Sample.seq)).all()
+                last = max((m.seq for m in marks), default=0)
+                phases = []
+                for phase in sorted(run.phases, key=lambda p: p.index):
+                    mine = [m for m in marks if m.phase_id == phase.id]
+                    starts = [m for m in mine if m.step == "phase_start"]
+                    ends = [m for m in mine if m.step == "phase_end"]
+                    begun = any(m.step in ("phase_start", "phase_resume") for m in mine)
+                    agent_end = ((ends[-1].extra or {}).get("status", "ok"), ends[-1].error) if ends else None
+                    phases.append((phase.status, phase.error, begun, starts[-1].boot_id if starts else phase.boot_id,
+                                   agent_end))
+                stored.progress[run.id] = (run.status, run.error, phases, last)
+        return stored
+
+
+def _phase(session: Session, run_id: int, index: int) -> Phase:
+    return session.scalar(select(Phase).where(Phase.run_id == run_id, Phase.index == index))
+
+
+def _identity(session: Session, run_id: int, campaign: str, host: Host, rec: dict) -> None:
+    """The unit (HAT) the chip names, and the Pi it sat in for this run (the record's own host fields)."""
+    ident = rec["identity"]
+    arch = (ident.get("architecture") or "").lower() or host.chip
+    reported = {k: v for k, v in ident.items() if k not in ("messages", "statuses") and v not in (None, [], "")}
+    unit = upsert_unit(session, host.name, serial=ident.get("serial_number"), soc_id=ident.get("soc_id"),
+                       chip=arch, board=ident.get("board_name") or ident.get("product_name"),
+                       identity=reported, scope=campaign)
+    run = session.get(Run, run_id)
+    if run is None:
+        return
+    if run.unit_id is None:
+        run.unit_id = unit.id
+    if rec.get("host_serial"):
+        run.host_serial = str(rec["host_serial"])[:64]
+    if rec.get("host_model"):
+        run.host_model = str(rec["host_model"])[:128]
+
+
+def log_events(campaign_id: int, artifact: str, data: bytes, run_id: int, node: str) -> list[LogEvent]:
+    """The notable lines of a collected log: chip-side runtime log entries and Hailo driver kernel lines."""
+    text = data.decode(errors="replace")
+    events: list[LogEvent] = []
+    try:
+        if "runtime_log" in artifact:
+            for e in parse_runtime_log(text).entries:
+                events.append(LogEvent(campaign_id=campaign_id, run_id=run_id, node=node, source="runtime_log",
+                                       level=e.level, message=f"{e.source}: {e.message}"))
+        elif "dmesg" in artifact:
+            for e in parse_dmesg(text).events:
+                events.append(LogEvent(campaign_id=campaign_id, run_id=run_id, node=node, source="dmesg",
+                                       level="err" if e.error_code else "info", message=e.message))
+    except ToolOutputError:
+        pass  # a log without any Hailo line: the artifact itself is kept
+    return events

@@ -1,0 +1,224 @@
+"""The campaign loop: rounds of runs, phase by phase on all their nodes at once, over the engine's ports.
+
+Planning is lab/engine/plan.py, the decisions lab/engine/state.py; this module only moves data
+between them and the ports (executor, agent files, store) and the progress callbacks.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lab.contract import AGENT_WORKDIR
+from lab.engine.collect import Collector
+from lab.engine.plan import Plan, check_campaign_name, host_phase_spec, new_campaign_name, replan, rounds
+from lab.engine.ports import AgentFiles, Executor, StoredCampaign, Store
+from lab.engine.state import CampaignState, Effect, PhaseClosed, PhaseState, RunState
+from lab.errors import ConfigError
+from lab.inventory import Host
+
+POLL_SECONDS = 2.0
+
+
+@dataclass
+class Ports:
+    """The adapters a campaign runs over."""
+
+    executor: Executor
+    files: Callable[[str, list[Host]], AgentFiles]  # (campaign, hosts) -> the agents' files, open until closed
+    store: Store
+
+
+OnRecord = Callable[[str, dict], None]
+OnPhase = Callable[[str, str], None]
+
+
+class CampaignEngine:
+    """Runs a planned campaign through the ports, recording every transition as it happens."""
+
+    def __init__(self, ports: Ports, plan: Plan, state: CampaignState, campaign_id: int,
+                 on_record: OnRecord | None = None, on_phase: OnPhase | None = None):
+        self.ports = ports
+        self.plan = plan
+        self.state = state
+        self.campaign_id = campaign_id
+        self.on_record = on_record
+        self.on_phase = on_phase or (lambda node, phase: None)
+        self.broken: dict[str, str] = {}  # node -> why it could not be prepared
+        self.specs = {s.index: s for s in plan.runs}
+        self._lock = threading.Lock()  # the poller's reads and the loop's transitions never interleave
+
+    @property
+    def name(self) -> str:
+        return self.state.name
+
+    def _apply(self, effects: list[Effect]) -> None:
+        self.ports.store.apply(effects)
+        for effect in effects:
+            if isinstance(effect, PhaseClosed) and effect.announce and self.on_record is not None:
+                # provisioning-only phases and failures end visibly too
+                self.on_record(effect.node, {"kind": "phase_end", "phase": effect.phase, "status": effect.status,
+                                             "error": effect.error})
+
+    def _read(self, run_id: int, records: list[dict]) -> None:
+        with self._lock:
+            self.state.records_read(run_id, records)
+
+    def collector(self, nodes: list[str]) -> Collector:
+        hosts = {h.name: h for h in self.plan.hosts}
+        chosen = [hosts[n] for n in nodes]
+        return Collector(self.ports.files(self.name, chosen), self.ports.store, self.name, self.campaign_id,
+                         chosen, self._read, self.on_record)
+
+    # ---- the campaign ---------------------------------------------------------------------
+    def execute(self) -> int:
+        """Every round (stack x repeat) phase by phase; returns 0, or 1 if any run hit an infra error."""
+        used = self.plan.nodes
+        collector = self.collector(used)
+        try:
+            if self.state.resuming:
+                collector.poll([n for n in used if n not in self.broken])  # what nodes recorded meanwhile
+            for batch in rounds(self.plan.runs):
+                self._round([spec.index for spec in batch], collector)
+        finally:
+            collector.close()
+            self.ports.executor.release(self.plan, self.name,
+                                        [n for n in used if n not in self.broken and n not in self.state.gone])
+        finished = self.state.finish(self.ports.store.benchmark_series(self.state.runs))
+        self._apply([finished])
+        return finished.exit_status
+
+    def _round(self, indexes: list[int], collector: Collector) -> None:
+        """One stack x repeat on its nodes: every phase in order; a node that fails stops its own run only."""
+        active, effects = self.state.start_round(indexes, self.broken)
+        self._apply(effects)
+        hosts = {h.name: h for h in self.plan.hosts}
+        for index, phase in enumerate(self.plan.loaded.scenario.phases):
+            todo = self.state.phase_todo(active, index)
+            if not todo:
+                continue
+            specs = {}
+            for run in todo:
+                spec = self.specs[run.index]
+                specs[run.node] = host_phase_spec(self.name, self.plan, index, run.run_id, hosts[run.node],
+                                                  self.plan.loaded.stacks[spec.stack],
+                                                  reboot=self.state.needs_reboot(run, index))
+                self.on_phase(run.node, phase.name)
+            self._apply(self.state.start_phase(todo, index))
+            results = self._run_phase(specs, collector)
+            # a node that stopped answering is not waited on again (what it recorded so far is stored)
+            collector.finish([n for n in specs if results[n].outcome != "unreachable"])
+            with self._lock:
+                for run in todo:
+                    self._apply(self.state.phase_result(run, index, results[run.node]))
+            active = [r for r in active if not r.finished]
+
+    def _run_phase(self, specs: dict[str, dict], collector: Collector):
+        """The executor runs the phase while a poller stores what the nodes record."""
+        stop = threading.Event()
+        nodes = list(specs)
+
+        def poll() -> None:
+            while not stop.wait(POLL_SECONDS):
+                collector.poll_many(nodes, timeout=10, stop=stop)  # side by side: a sweep does not grow with the fleet
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        try:
+            return self.ports.executor.run_phase(self.plan, self.name, specs)
+        finally:
+            stop.set()
+            poller.join()
+
+    def prepare(self) -> None:
+        """Deploy the agent and take every node's lock; refuse (exit 2) when another campaign holds one."""
+        used = self.plan.nodes
+        prepared = self.ports.executor.prepare(self.plan, self.name, used)
+        self.broken = {n: r.why for n, r in prepared.items() if r.outcome != "ok"}
+        locked = {n: str(r.facts["lab_lock_holder"]) for n, r in prepared.items()
+                  if r.outcome != "ok" and r.facts.get("lab_lock_holder") not in (None, "", self.name)}
+        if locked:
+            self.ports.executor.release(self.plan, self.name, used)
+            node, owner = sorted(locked.items())[0]
+            raise ConfigError(f"{node} is in use by campaign {owner} (a per-node lock, {AGENT_WORKDIR}/lock)",
+                              str(self.plan.inventory.source),
+                              "wait for that campaign to finish; if it is gone, `lab resume` it or remove the lock")
+
+    def catch_up(self, nodes: list[str]) -> None:
+        """After a campaign ended with nodes gone: store what they recorded before they vanished, release them.
+
+        A node that froze, lost power or hung in a reboot keeps its fsynced records; once it answers again
+        they are read from the start (ingest is idempotent), their artifacts copied, and its lock released
+        unless its agent is still running a phase. Runs keep their infra_error verdict.
+        """
+        nodes = [h.name for h in self.plan.hosts if h.name in nodes]
+        if not nodes:
+            return
+        collector = self.collector(nodes)
+        try:
+            collector.finish(nodes)
+        finally:
+            collector.close()
+        reached = [n for n in nodes if collector.cursors[n].reachable]
+        if reached:
+            self.ports.executor.release(self.plan, self.name, reached)
+
+
+def records_path(campaign: str) -> str:
+    return f"{AGENT_WORKDIR}/{campaign}/records.jsonl"
+
+
+def run_campaign(ports: Ports, plan: Plan, name: str | None = None, command_line: str = "",
+                 on_record: OnRecord | None = None, on_phase: OnPhase | None = None) -> tuple[str, int, int]:
+    """Lock the nodes, create and execute a campaign; returns (name, campaign id, exit status).
+
+    Nothing is written to the store before every node is locked for this campaign, so a refused
+    or invalid campaign leaves no trace.
+    """
+    name = check_campaign_name(name or new_campaign_name(plan.loaded.scenario.name))
+    if ports.store.campaign_exists(name):
+        raise ConfigError(f"a campaign named {name!r} already exists", "--name", "pick another name or omit --name")
+    state = CampaignState(name, {}, records_path(name))
+    engine = CampaignEngine(ports, plan, state, 0, on_record, on_phase)
+    engine.prepare()
+    campaign_id, run_ids = ports.store.create(plan, name, command_line)
+    engine.campaign_id = campaign_id
+    state.runs.update(CampaignState.new(name, [(s.index, run_ids[s.index], s.node) for s in plan.runs],
+                                        plan.phase_names).runs)
+    return name, campaign_id, engine.execute()
+
+
+def load_state(stored: StoredCampaign, phase_names: list[str]) -> CampaignState:
+    """The state machine of a stored campaign, as the store left it (resume continues from here)."""
+    state = CampaignState(stored.name, {}, records_path(stored.name), resuming=True)
+    for run in stored.runs:
+        run_id = stored.run_ids[run.index]
+        status, error, phases, last_read = stored.progress[run_id]
+        loaded = [PhaseState(name) for name in phase_names]
+        for phase, (p_status, p_error, begun, boot_id, agent_end) in zip(loaded, phases):
+            phase.status, phase.error, phase.begun, phase.boot_id, phase.agent_end = \
+                p_status, p_error, begun, boot_id, agent_end
+        state.runs[run_id] = RunState(run.index, run_id, run.node, loaded, status, error, last_read=last_read)
+    return state
+
+
+def resume_campaign(ports: Ports, ref: str, on_record: OnRecord | None = None,
+                    on_phase: OnPhase | None = None) -> tuple[str, int, int]:
+    """Finish a campaign whose controller stopped: load its state, continue. Finished phases are kept,
+    begun ones resume on the nodes.
+
+    A campaign that ended with infrastructure errors is not run again: what its vanished nodes recorded
+    is collected once they answer, and they are released (`CampaignEngine.catch_up`).
+    """
+    stored = ports.store.load(ref)
+    if stored.status not in ("running", "infra_errors"):
+        return stored.name, stored.id, int(stored.exit_status or 0)
+    plan = replan(stored.scenario_name, stored.scenario_text, stored.inventory, stored.settings, stored.runs)
+    state = load_state(stored, plan.phase_names)
+    engine = CampaignEngine(ports, plan, state, stored.id, on_record, on_phase)
+    if stored.status == "infra_errors":
+        engine.catch_up(sorted({r.node for r in state.runs.values() if r.status == "infra_error"}))
+        return stored.name, stored.id, int(stored.exit_status or 1)
+    engine.prepare()
+    return stored.name, stored.id, engine.execute()

@@ -1,0 +1,91 @@
+"""The engine's ports: reach the nodes and run a phase, read the agents' files, store campaign results.
+
+Each is a small Protocol with one real adapter (lab/executor.py over ansible-runner, lab/node_files.py
+over lab/ssh.py, lab/db/store.py over SQLAlchemy) and an in-memory one for unit tests
+(lab/engine/memory.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from lab.analysis import RunSample
+from lab.engine.plan import Plan, StoredRun
+from lab.engine.state import Effect, NodeResult
+from lab.inventory import Host
+
+
+class Executor(Protocol):
+    """Reaches the nodes: prepares them for a campaign, runs one phase on many at once, releases them."""
+
+    def prepare(self, plan: Plan, campaign: str, nodes: list[str]) -> dict[str, NodeResult]:
+        """Deploy the agent and take each node's lock; a node held by another campaign reports its
+        holder in facts['lab_lock_holder']."""
+
+    def run_phase(self, plan: Plan, campaign: str, specs: Mapping[str, dict]) -> dict[str, NodeResult]:
+        """Run one phase on the nodes of `specs` (node -> its phase spec) side by side."""
+
+    def release(self, plan: Plan, campaign: str, nodes: list[str]) -> None:
+        """Give the nodes back (lock, holds kept for the campaign)."""
+
+
+class AgentFiles(Protocol):
+    """Reads what a node's agent wrote for a campaign: its record file and its artifacts."""
+
+    def read_records(self, host: Host, offset: int, timeout: float) -> bytes | None:
+        """The record file from byte `offset` on (b"" before the agent wrote any), None if the node did not answer."""
+
+    def fetch(self, host: Host, names: list[str], timeout: float) -> dict[str, bytes] | None:
+        """The named artifacts that exist on the node, None if it did not answer."""
+
+    def close(self) -> None:
+        """Drop every connection kept open."""
+
+
+@dataclass
+class StoredCampaign:
+    """A campaign as the store keeps it: what resume needs to plan it again and load its state."""
+
+    id: int
+    name: str
+    status: str
+    exit_status: int | None
+    scenario_name: str
+    scenario_text: str
+    inventory: str
+    command_line: str
+    settings: dict[str, Any]
+    runs: list[StoredRun]
+    run_ids: dict[int, int]  # run index -> run id
+    # per run id: (status, error, [(phase status, phase error, begun, boot_id, agent_end)], last record read)
+    progress: dict[int, tuple[str, str | None, list[tuple[str, str | None, bool, str | None, tuple | None]], int]] = (
+        field(default_factory=dict))
+
+
+class Store(Protocol):
+    """Keeps a campaign's results: the campaign and its runs, every record, artifact and transition."""
+
+    def campaign_exists(self, name: str) -> bool: ...
+
+    def create(self, plan: Plan, name: str, command_line: str) -> tuple[int, dict[int, int]]:
+        """Write the campaign, its stacks, runs and pending phases; returns (campaign id, run index -> run id)."""
+
+    def apply(self, effects: Sequence[Effect]) -> None:
+        """Record the state machine's transitions."""
+
+    def ingest(self, campaign: str, campaign_id: int, host: Host, records: list[dict]) -> int:
+        """Store records (idempotent by run and record number) and what they tell about the unit; returns
+        how many were new."""
+
+    def stored_artifacts(self, campaign_id: int, node: str) -> set[str]: ...
+
+    def store_artifact(self, campaign_id: int, node: str, name: str, run_id: int, data: bytes, intact: bool) -> None:
+        """Keep one artifact (and the notable lines of a log); `intact` is False when its sha256 did not match."""
+
+    def benchmark_series(self, run_ids: Iterable[int]) -> dict[int, list[list[RunSample]]]:
+        """Each run's benchmark samples, one series per phase, in record order."""
+
+    def load(self, ref: str) -> StoredCampaign:
+        """A stored campaign by name or id (ConfigError if there is none)."""

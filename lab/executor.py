@@ -1,0 +1,63 @@
+"""The engine's executor over ansible-runner: prepare.yml, phase.yml and release.yml on many nodes at once."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Mapping
+
+from lab.ansible import PlaybookResult, run_playbook
+from lab.bundle import build_bundle
+from lab.engine.plan import Plan
+from lab.engine.state import NodeResult
+
+HOST_KEY_SIGNS = ("Host key verification failed", "REMOTE HOST IDENTIFICATION HAS CHANGED", "host key")
+
+
+def explain(why: str) -> str:
+    """A node failure in words a person can act on (host key problems above all)."""
+    if any(sign in why for sign in HOST_KEY_SIGNS):
+        return ("host key changed or unknown: the node's SSH host key does not match known_hosts; "
+                "verify the node, then update known_hosts")
+    return why
+
+
+def node_results(result: PlaybookResult, nodes: list[str]) -> dict[str, NodeResult]:
+    """Each node's outcome of a playbook run; a node the playbook never reached counts as unreachable."""
+    out = {}
+    for node in nodes:
+        host = result.hosts.get(node)
+        if host is None:
+            out[node] = NodeResult(node, "unreachable", "the playbook never reached the node")
+        elif host.unreachable or host.failed:
+            out[node] = NodeResult(node, "unreachable" if host.unreachable else "failed",
+                                   explain("; ".join(host.messages)), dict(host.facts))
+        else:
+            out[node] = NodeResult(node, "ok", "", dict(host.facts))
+    return out
+
+
+class AnsibleExecutor:
+    """Runs lab's playbooks through ansible-runner on the plan's inventory, one fork per node."""
+
+    def prepare(self, plan: Plan, campaign: str, nodes: list[str]) -> dict[str, NodeResult]:
+        result = run_playbook("prepare.yml", plan.inventory.source,
+                              extravars={"lab_campaign": campaign, "lab_agent_bundle": str(build_bundle()),
+                                         "lab_controller_user": getpass.getuser(),
+                                         "lab_models": {n: {"src": str(m.path), "dest": m.node_path, "sha256": m.sha256}
+                                                        for n, m in plan.models.items()}},
+                              limit=",".join(nodes), forks=len(nodes))
+        out = node_results(result, nodes)
+        # prepare never reaching a node is "not reached", as a person reads it in `lab run`'s summary
+        return {n: NodeResult(n, r.outcome, "not reached", r.facts) if n not in result.hosts else r
+                for n, r in out.items()}
+
+    def run_phase(self, plan: Plan, campaign: str, specs: Mapping[str, dict]) -> dict[str, NodeResult]:
+        nodes = list(specs)
+        result = run_playbook("phase.yml", plan.inventory.source,
+                              extravars={"lab_campaign": campaign, "lab_phase_specs": dict(specs)},
+                              limit=",".join(nodes), forks=len(nodes))
+        return node_results(result, nodes)
+
+    def release(self, plan: Plan, campaign: str, nodes: list[str]) -> None:
+        run_playbook("release.yml", plan.inventory.source, extravars={"lab_campaign": campaign},
+                     limit=",".join(nodes) or "none", forks=max(1, len(nodes)))
