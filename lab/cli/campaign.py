@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from lab.cli import app
+from lab.cli.root import app
 from lab.db.session import open_database
 from lab.orchestrator import check_campaign_name, plan_campaign, run_campaign
 from lab.progress import Progress
