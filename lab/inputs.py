@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +9,7 @@ from lab.errors import ConfigError
 from lab.resources import find_input
 from lab.scenario import LoadedScenario, load_scenario
 from lab.stack import load_stack
+from lab.virtual import profile as fleet_profile
 from lab.yamlload import Document, load_yaml, show
 
 KINDS = ("scenario", "stack", "profile")
@@ -20,17 +19,15 @@ _KEYS = {
     "stack": {"chip", "hailort", "driver", "firmware", "source", "hold"},
     "profile": {"nodes", "defaults"},
 }
-PROFILE_MODULE = "lab.virtual.profile"
 
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The outcome of checking one file: its kind and name, or why it was skipped."""
+    """The outcome of checking one file: its kind and name."""
 
     path: Path
     kind: str
-    name: str | None = None
-    skipped: str | None = None
+    name: str
 
 
 def detect_kind(path: Path, doc: Document) -> str | None:
@@ -74,14 +71,8 @@ def check_file(path: str | Path) -> CheckResult:
         return CheckResult(path, kind, load_scenario(path).scenario.name)
     if kind == "stack":
         return CheckResult(path, kind, load_stack(path).name)
-    try:
-        spec = importlib.util.find_spec(PROFILE_MODULE)
-    except ModuleNotFoundError:
-        spec = None
-    if spec is None:
-        return CheckResult(path, kind, skipped=f"{PROFILE_MODULE} is not available, profile not checked")
-    profile = importlib.import_module(PROFILE_MODULE).load_profile(path)
-    return CheckResult(path, kind, getattr(profile, "name", None) or path.stem)
+    fleet_profile.load_profile(path)
+    return CheckResult(path, kind, path.stem)  # a fleet profile has no name field: its file's stem names it
 
 
 def load_scenario_file(path: str | Path) -> LoadedScenario:

@@ -7,27 +7,12 @@ import sys
 import typer
 import typer.exceptions
 
+from lab.cli.root import app
 from lab.errors import LabError
-
-app = typer.Typer(
-    name="lab",
-    help="Hailo fleet test lab: provision nodes, run scenarios, report whether degradation reproduces.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-_state = {"debug": False}
-
-
-@app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error.")) -> None:
-    """Hailo fleet test lab."""
-    _state["debug"] = debug
 
 
 def _register() -> None:
-    """Attach every command group; each module adds its own commands to `app`."""
+    """Attach every command group; each module adds its own commands to `app` (lab.cli.root)."""
     from lab.cli import fleet  # noqa: F401
     from lab.cli import check, db  # noqa: F401
     from lab.cli import analyze, parse  # noqa: F401

@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 
 from lab.analysis import SeriesReport, analyze_csv
-from lab.cli import app
 from lab.cli.parse import read_input
+from lab.cli.root import app
 
 _THERMAL = {"thermal": "yes", "not_thermal": "no", "inconclusive": "inconclusive", "no_drop": "nothing to explain"}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from lab.cli import app
+from lab.cli.root import app
 from lab.db.session import open_database
 from lab.db.store import SqlStore
 from lab.engine.campaign import Ports, resume_campaign, run_campaign

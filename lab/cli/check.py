@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from lab.cli import app
+from lab.cli.root import app
 from lab.errors import ConfigError
 from lab.inputs import check_file
 
@@ -34,9 +34,6 @@ def check(files: list[Path] = typer.Argument(..., help="Scenario, stack or fleet
             bad += 1
             print(f"lab: error: {exc}", file=sys.stderr)
             continue
-        if result.skipped:
-            print(f"SKIP {path} ({result.kind}: {result.skipped})")
-        else:
-            print(f"OK {path} ({result.kind}: {result.name})")
+        print(f"OK {path} ({result.kind}: {result.name})")
     if bad:
         raise typer.Exit(2)

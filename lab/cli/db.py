@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from lab.cli import app
+from lab.cli.root import app
 from lab.db.session import head_revision, make_engine, mask_url, resolve_url, upgrade
 
 db_app = typer.Typer(help="Manage the results database.", no_args_is_help=True)

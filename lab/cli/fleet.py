@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from lab.cli import app
+from lab.cli.root import app
 from lab.resources import find_input
 from lab.virtual.fleet import FAULTS, Fleet, status_dicts
 

@@ -7,7 +7,7 @@ import shlex
 
 import typer
 
-from lab.cli import app
+from lab.cli.root import app
 from lab.inventory import load
 from lab.probe import describe_node, host_probe, parse_probe
 from lab.ssh import run_on_hosts

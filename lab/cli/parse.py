@@ -10,7 +10,7 @@ import typer
 
 from lab.agent import parsers
 from lab.bounds import line_of_number, out_of_bounds
-from lab.cli import app
+from lab.cli.root import app
 from lab.errors import ConfigError, ParseError
 
 Kind = enum.Enum("Kind", {name: name for name in parsers.PARSERS}, type=str)  # type: ignore[misc]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from lab.cli import app
+from lab.cli.root import app
 from lab.db.session import open_database
 from lab.errors import ConfigError
 from lab.report.build import FORMATS, write_atomic, write_markdown_with_figures, write_report

@@ -7,7 +7,7 @@ import socket
 
 import typer
 
-from lab.cli import app
+from lab.cli.root import app
 from lab.errors import ConfigError
 
 DB_HELP = "Database URL (default: $LAB_DB, else sqlite:///lab.db); opened read-only."

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from lab.errors import ConfigError, FleetError, HostSetupError
 from lab.virtual import image, inventory_file, paths
+from lab.virtual.emulator.hailo_emu.hw import PI_FIELDS, hat_of
+from lab.virtual.emulator.packaging import build_repository
 from lab.virtual.node import (
     LOGIN_USER,
     NodeDir,
@@ -173,7 +175,7 @@ class Fleet:
             prepare(nd, address, pubkey, units.get(name, {}), fleet_info, config)
             to_boot.append(nd)
         self._write_known_hosts(names)
-        inventory_file.write(Path(inventory), self, meta, units)
+        self._write_inventory(Path(inventory), meta, units)
         for nd in to_boot:
             self._start_supervisor(nd)
         log(f"booting {len(to_boot)} node(s), {len(names) - len(to_boot)} already running")
@@ -182,12 +184,14 @@ class Fleet:
         return {"nodes": names, "booted": [nd.name for nd in to_boot], "seconds": round(elapsed, 1),
                 "inventory": meta["inventory"]}
 
-    def _repository(self, log) -> Path | None:
+    def _write_inventory(self, path: Path, meta: dict, units: dict[str, dict]) -> None:
+        """Write the fleet's Ansible inventory: one host per node at its address, with its unit's variables."""
+        addresses = {name: self.address(i) for i, name in enumerate(meta["nodes"], start=1)}
+        inventory_file.write(path, inventory_file.render(self.root, self.key_file, self.known_hosts, meta, addresses,
+                                                         units))
+
+    def _repository(self, log) -> Path:
         """The emulated Hailo packages' apt repository, built (once) by the emulator's packaging."""
-        try:
-            from lab.virtual.emulator.packaging import build_repository
-        except ImportError:
-            return None
         log("checking the emulated Hailo apt repository")
         return build_repository(self.cache / "apt")
 
@@ -337,8 +341,6 @@ class Fleet:
         nodes are powered off first and on again after, so each chip starts fresh in its new Pi. The
         next `lab fleet up --profile` puts the profile's HATs back.
         """
-        from lab.virtual.emulator.hailo_emu.hw import PI_FIELDS, hat_of
-
         meta = self.meta()
         if not meta:
             raise ConfigError("no virtual fleet is up", str(self.root), "run `lab fleet up` first")
@@ -357,7 +359,7 @@ class Fleet:
         units[a], units[b] = {**hat_of(units[b]), **pis[a]}, {**hat_of(units[a]), **pis[b]}
         for name in (a, b):
             write_hw(self.node(name), units[name], fleet_info)
-        inventory_file.write(Path(meta["inventory"]), self, meta, units)
+        self._write_inventory(Path(meta["inventory"]), meta, units)
         for name in running:
             log(f"powering {name} on")
             self.fault(name, "up")

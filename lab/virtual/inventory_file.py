@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
+from lab.virtual.emulator.nodevars import virtual_node_vars
 from lab.virtual.node import LOGIN_USER, write_atomic
-
-if TYPE_CHECKING:
-    from lab.virtual.fleet import Fleet
 
 HEADER = "# Written by `lab fleet up`; removed by `lab fleet down`. Do not edit.\n"
 
@@ -19,10 +16,6 @@ def host_vars(address: str, unit: dict, time_scale: float) -> dict:
     """One node's variables: its address, its unit's chip, and the emulator's stand-ins for kernel interfaces."""
     chip = unit.get("chip", "hailo10h")
     hv = {"ansible_host": address, "lab_chip": chip}
-    try:
-        from lab.virtual.emulator.nodevars import virtual_node_vars
-    except ImportError:
-        return hv
     extra = virtual_node_vars(chip, time_scale)
     extra.pop("lab_time_scale", None)  # a group variable
     return {**hv, **extra}
@@ -48,9 +41,7 @@ def render(fleet_root: Path, key_file: Path, known_hosts: Path, meta: dict, addr
     return {"virtual": {"hosts": hosts, "vars": group_vars}}
 
 
-def write(path: Path, fleet: Fleet, meta: dict, units: dict[str, dict] | None = None) -> None:
-    """Write the inventory file atomically."""
-    addresses = {name: fleet.address(i) for i, name in enumerate(meta["nodes"], start=1)}
-    data = render(fleet.root, fleet.key_file, fleet.known_hosts, meta, addresses, units)
+def write(path: Path, data: dict) -> None:
+    """Write the inventory (`render`'s data) atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, HEADER + yaml.safe_dump(data, sort_keys=False))

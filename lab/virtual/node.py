@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import FleetError
+from lab.virtual.emulator.hailo_emu.hw import pi_identity
 
 HW_MOUNT = "/lab/hw"  # where the unit's hardware description appears inside the node
 # The emulated wall clock (a Pi 5 without an RTC battery is stepped by timesyncd shortly after boot):
@@ -204,8 +205,6 @@ def write_hw(nd: NodeDir, unit: dict, fleet_info: dict) -> None:
     Also the Pi's own identity as a Pi's devicetree gives it (`serial-number`, `model`, NUL-terminated)
     in /lab/hw/devicetree, which the virtual inventory's `lab_devicetree_dir` names.
     """
-    from lab.virtual.emulator.hailo_emu.hw import pi_identity
-
     nd.hw.mkdir(parents=True, exist_ok=True)
     entry = {**unit, "node": nd.name}
     write_atomic(nd.hw / "unit.json", json.dumps(entry, indent=2, sort_keys=True) + "\n")

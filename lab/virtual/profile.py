@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from lab.errors import ConfigError
+from lab.virtual.emulator.unit import validate_unit  # the emulator owns the unit schema
 
 NODE_PREFIX = "node"
 
@@ -74,11 +75,7 @@ def load_profile(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _validate_unit(unit: dict[str, Any], where: str) -> None:
-    """Check a unit's fields with the emulator's model when it is available."""
-    try:
-        from lab.virtual.emulator.unit import validate_unit  # the emulator owns the unit schema
-    except ImportError:
-        return
+    """Check a unit's fields with the emulator's model."""
     try:
         validate_unit(unit)
     except (ValueError, TypeError) as exc:

@@ -14,6 +14,7 @@ PYPROJECT = tomllib.loads((PROJECT / "pyproject.toml").read_text())
 # Declared without an import statement of ours, each for a reason that a test of its own covers.
 IMPORTED_INDIRECTLY = {
     "ansible-lint": "run as a program by tests/unit/test_ansible_content.py",
+    "import-linter": "run as a program (lint-imports) by tests/unit/test_import_structure.py",
 }
 # Node side: the agent and the emulated device run on a bare Debian/Raspberry Pi OS Python.
 NODE_SIDE = [PROJECT / "lab" / "agent", PROJECT / "lab" / "virtual" / "emulator" / "hailo_emu"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -80,20 +79,6 @@ def test_missing_file(capsys):
     assert (status, out, err) == (2, "", "lab: error: no such file, scenarios/nope.yaml, check the path\n")
 
 
-def test_profile_is_skipped_without_a_validator(capsys, monkeypatch, tmp_path):
-    import lab.inputs
-
-    monkeypatch.setattr(lab.inputs, "PROFILE_MODULE", "lab.virtual.no_such_profile_module")
-    (tmp_path / "profiles").mkdir()
-    (tmp_path / "profiles" / "mixed.yaml").write_text("nodes: {node1: {chip: hailo10h}}\n")
-    monkeypatch.chdir(tmp_path)
-    status, out, err = run_lab(capsys, "check", "profiles/mixed.yaml")
-    assert (status, err) == (0, "")
-    assert out == ("SKIP profiles/mixed.yaml (profile: lab.virtual.no_such_profile_module is not available, "
-                   "profile not checked)\n")
-
-
-@pytest.mark.skipif(importlib.util.find_spec("lab.virtual.profile") is None, reason="no lab.virtual.profile yet")
 def test_profile_goes_to_the_profile_validator(capsys, monkeypatch, tmp_path):
     import lab.virtual.profile
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import status, tables
 from .chip import reports_throttling
-from .cli import CLI_ERROR, g6
+from .cli_output import CLI_ERROR, g6
 from .runtime import family
 
 PROGRESS_DONE = "100% | {frames} | {what} | ETA: 00:00:00"

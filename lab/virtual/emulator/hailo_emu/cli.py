@@ -6,10 +6,9 @@ import argparse
 import os
 import sys
 
-from . import hef, status
+from . import bench, hef, status
+from .cli_output import CLI_ERROR
 from .runtime import Runtime, family
-
-CLI_ERROR = "[HailoRT CLI] [error] "
 
 
 class UsageError(Exception):
@@ -31,11 +30,6 @@ class Parser(argparse.ArgumentParser):
         if message.startswith("the following arguments are required: "):
             raise UsageError("%s is required" % message.split(": ", 1)[1].split(",")[0], 106)
         raise UsageError(message, 105 if "invalid" in message else 109)
-
-
-def g6(value: float) -> str:
-    """A number the way C++ streams print a double (6 significant digits)."""
-    return "%g" % value
 
 
 def build_parser(library_version: str) -> Parser:
@@ -142,8 +136,6 @@ class Cli:
 
     def dispatch(self, args) -> int:
         """Run the parsed command."""
-        from . import bench
-
         if args.command == "scan":
             ids = self.runtime.scan()
             self.say("Hailo Devices:")
