@@ -33,12 +33,6 @@ SELF_CONTAINED = {
     "lab.virtual.emulator.hailo_emu": set(),
 }
 
-# TODO (issue 16): contracts to switch on in pyproject.toml's [tool.importlinter] (written there, commented out)
-# once the engine's adapters have landed: "sql-in-db" (sqlalchemy, alembic only in lab.db),
-# "ansible-runner-in-ansible" (ansible_runner only in lab.ansible), "ssh-in-one-module" (paramiko, fabric only
-# in the SSH module).
-
-
 @pytest.fixture(scope="module")
 def graph() -> grimp.ImportGraph:
     """lab's import graph, function-level and TYPE_CHECKING imports included."""
