@@ -546,7 +546,7 @@ def resume_campaign(engine: Engine, ref: str, on_record=None, on_phase=None) -> 
     A campaign that ended with infrastructure errors is not run again: what its vanished nodes recorded
     is collected once they answer, and they are released (`CampaignRunner.catch_up`).
     """
-    from lab.report.summary import find_campaign
+    from lab.db.queries import find_campaign
 
     with Session(engine) as session:
         campaign = find_campaign(session, ref)
