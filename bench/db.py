@@ -9,7 +9,7 @@ With --baseline, every step runs first with REV's `lab` package (git archive, on
 working tree's, one after the other, so before/after figures come from the same minutes of the same machine.
 
 Every step runs in its own child process, measured the same way (os.wait4: CPU seconds user+sys and peak
-RSS of that process alone), one step at a time. Ingest writes `lab.report.synthetic`'s planted campaign
+RSS of that process alone), one step at a time. Ingest writes `lab.db.planted`'s planted campaign
 (units x 1 repeat x runs benchmarks) through `lab.db.ingest.ingest_samples`, the collector's own path,
 and its rate counts only the time inside that call and the final commit (not the generator). Reports are
 the real CLI, `lab report CAMPAIGN --format F -o FILE`, so the figure is what a user waits for. With
@@ -224,6 +224,7 @@ def ingest_step(database: str, url: str, units: int, runs: int, code: Path | Non
 
 def ingest_child(url: str, name: str, units: int, runs: int) -> int:
     """In the child: migrate, plant the campaign through a timed ingest_samples, commit; print counts as JSON."""
+    import importlib.util
     import inspect
 
     from sqlalchemy import func, select
@@ -231,8 +232,10 @@ def ingest_child(url: str, name: str, units: int, runs: int) -> int:
     from lab.db.ingest import ingest_samples
     from lab.db.models import Run, Sample
     from lab.db.session import make_engine, session_factory, upgrade
-    from lab.report import synthetic
 
+    # a baseline from before the planted campaign's storing moved to lab.db has it in lab.report.synthetic
+    synthetic = importlib.import_module("lab.db.planted" if importlib.util.find_spec("lab.db.planted")
+                                        else "lab.report.synthetic")
     engine = make_engine(url, where="bench")
     upgrade(engine)
     spent = {"wall": 0.0, "cpu": 0.0, "added": 0}

@@ -52,7 +52,7 @@ def ports(engine) -> Ports:
 
 def _print_summary(engine, name: str, as_json: bool) -> None:
     """The campaign's runs at the end of `lab run` / `lab resume`."""
-    from lab.report.summary import campaign_summary
+    from lab.db.queries import campaign_summary
 
     summary = campaign_summary(engine, name)
     if as_json:

@@ -8,12 +8,13 @@ from pathlib import Path
 import typer
 
 from lab.cli.root import app
+from lab.db.queries import campaign_rows
+from lab.db.report_load import load_report
 from lab.db.session import open_database
 from lab.errors import ConfigError
 from lab.report.build import FORMATS, write_atomic, write_markdown_with_figures, write_report
 from lab.report.compare import (compare_view, render_campaigns_json, render_campaigns_text, render_compare_html,
                                 render_compare_json, render_compare_markdown, render_compare_text)
-from lab.report.load import campaign_rows, load_report
 
 DB_HELP = "Database URL (default: $LAB_DB, else sqlite:///lab.db)."
 COMPARE_FORMATS = {"text": render_compare_text, "md": render_compare_markdown, "json": render_compare_json,

@@ -68,7 +68,7 @@ def serve_command(
 
     from lab.db.session import mask_url, resolve_url
     from lab.serve.app import LOOPBACK_HOSTS, create_app
-    from lab.serve.db import readonly_engine
+    from lab.db.readonly import readonly_engine
 
     engine = readonly_engine(db)
     try:

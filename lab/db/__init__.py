@@ -1,1 +1,1 @@
-"""The results database: SQLAlchemy models, sessions, idempotent ingest and Alembic migrations."""
+"""The results database, the only place with SQL: models, sessions, migrations, ingest, queries and loaders."""

@@ -138,7 +138,7 @@ class SqlStore:
         return {rid: list(by_phase.values()) for rid, by_phase in out.items()}
 
     def load(self, ref: str) -> StoredCampaign:
-        from lab.report.summary import find_campaign
+        from lab.db.queries import find_campaign
 
         with Session(self.engine) as session:
             campaign = find_campaign(session, ref)

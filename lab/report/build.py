@@ -1,4 +1,4 @@
-"""One call per report: load the campaign, render it in a format, write it to a stream or atomically to a file."""
+"""One call per report: load the campaign through lab.db, render it, write it to a stream or atomically to a file."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from sqlalchemy.engine import Engine
-
+from lab.db.report_load import artifact_bytes, load_report, open_campaign, stream_runs
+from lab.db.session import Engine
 from lab.errors import ConfigError
 from lab.report.export import write_csv, write_json
-from lab.report.load import artifact_bytes, load_report
 from lab.report.model import CampaignModel
 from lab.report.render import embed_choice, render_html, render_markdown, render_text
 
@@ -24,10 +23,10 @@ def write_report(engine: Engine, ref: str, fmt: str, out: TextIO) -> CampaignMod
     """Render campaign `ref` as `fmt` onto `out`; returns the model it rendered."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}", "--format", f"use one of {', '.join(FORMATS)}")
-    if fmt == "csv":
-        return write_csv(engine, ref, out)
-    if fmt == "json":
-        return write_json(engine, ref, out)
+    if fmt in ("csv", "json"):  # the records are written as they stream in, one run's at a time
+        model = open_campaign(engine, ref)
+        (write_csv if fmt == "csv" else write_json)(model, stream_runs(engine, model), out)
+        return model
     model = load_report(engine, ref)
     if fmt == "text":
         out.write(render_text(model))

@@ -7,10 +7,9 @@ import string
 from typing import Any
 
 from lab.analysis import wilson_interval
-from lab.report.model import CampaignModel
+from lab.report.model import CampaignModel, natural_key
 from lab.report.render import _environment  # the report's own template environment (HTML autoescaped)
-from lab.report.view import (THERMAL_WORDS, TRIGGER_WORDS, cell_text, colour, natural_key, pct, recovery_sentence,
-                             table, when)
+from lab.report.view import THERMAL_WORDS, TRIGGER_WORDS, cell_text, colour, pct, recovery_sentence, table, when
 
 
 def _labels(n: int) -> list[str]:

@@ -1,37 +1,35 @@
-"""CSV and JSON of every sample and verdict, written in the same single pass that loads the campaign."""
+"""CSV and JSON of every sample and verdict, written in the same single pass that loads the campaign's records."""
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any, TextIO
 
-from sqlalchemy.engine import Engine
-
 from lab.report.findings import compute_findings, run_finding
-from lab.report.load import SAMPLE_COLUMNS, iso_ts, load_series, open_campaign
-from lab.report.model import CampaignModel, RunFinding, RunInfo
+from lab.report.model import SAMPLE_COLUMNS, CampaignModel, RunFinding, RunInfo
 from lab.report.telemetry import RunTelemetry, link_text, summarize
 from lab.report.view import cma_sentence
 
 TS = 2 + SAMPLE_COLUMNS.index("ts")  # position in a scanned row: run id, phase id, then the columns
 CSV_HEADER = ("campaign", "run", "node", "unit", "stack", "repeat", "verdict", "phase") + SAMPLE_COLUMNS + ("extra",)
 JSON_COLUMNS = ("run", "phase") + SAMPLE_COLUMNS + ("extra",)
+RunRows = Iterable[tuple[RunInfo, list]]  # each run with its raw rows, as `lab.db.report_load.stream_runs` yields them
 
 
-def write_csv(engine: Engine, ref: str, out: TextIO) -> CampaignModel:
-    """One row per record (every step) with its run's verdict; floats exact, ts ISO 8601 UTC, extra as JSON."""
-    model = open_campaign(engine, ref)
+def write_csv(model: CampaignModel, runs: RunRows, out: TextIO) -> None:
+    """One row per record (every step) with its run's verdict; floats exact, ts ISO 8601 UTC, extra as JSON.
+
+    `runs` fills the model's series as it is read; the findings are computed once it is exhausted.
+    """
     writer = csv.writer(out)  # RFC 4180: CRLF, so a field holding a lone CR or LF is quoted too
     writer.writerow(CSV_HEADER)
     names = {p.id: p.name for run in model.runs for p in run.phases}
     known: dict[int, RunFinding] = {}
-
-    def rows(run: RunInfo, raw: list) -> None:
-        """Write one run's records as CSV rows, with the run's verdict computed first."""
+    for run, raw in runs:  # write one run's records as CSV rows, with the run's verdict computed first
         known[run.index] = finding = run_finding(run)  # the run's verdict is known once its records are in
         head = (model.campaign.name, run.index, run.node, model.units[run.unit_key].label,
                 model.stacks[run.stack_id].name, run.repeat, finding.verdict)
@@ -40,28 +38,22 @@ def write_csv(engine: Engine, ref: str, out: TextIO) -> CampaignModel:
                 row = list(row)
                 row[TS] = iso_ts(row[TS])
             writer.writerow((*head, names.get(row[1]), *row[2:]))
-
-    load_series(engine, model, rows)
     compute_findings(model, known)
-    return model
 
 
-def write_json(engine: Engine, ref: str, out: TextIO) -> CampaignModel:
+def write_json(model: CampaignModel, runs: RunRows, out: TextIO) -> None:
     """One JSON document: campaign and stacks, every sample (streamed), then units, runs, matrix, findings.
 
     Samples are arrays in the order of `sample_columns` (a million objects would repeat every key a
-    million times); `extra` is the record's own JSON.
+    million times); `extra` is the record's own JSON. `runs` is read as for `write_csv`.
     """
-    model = open_campaign(engine, ref)
     head = json.dumps({"campaign": campaign_dict(model), "stacks": [vars(s) for s in model.stacks.values()],
                        "sample_columns": list(JSON_COLUMNS)}, indent=2, default=_default, ensure_ascii=False)
     out.write(head[:-2] + ',\n  "samples": [')
     names = {p.id: p.name for run in model.runs for p in run.phases}
     encode = array_encoder()
-    written = [0]
-
-    def rows(run: RunInfo, raw: list) -> None:
-        """Write one run's records as JSON arrays, `extra` spliced in as it is stored."""
+    written = 0
+    for run, raw in runs:  # write one run's records as JSON arrays, `extra` spliced in as it is stored
         heads: dict[int | None, str] = {}  # phase id -> `[run index, "phase name", `, the same for a phase's rows
         lines = []
         for row in raw:
@@ -73,14 +65,18 @@ def write_json(engine: Engine, ref: str, out: TextIO) -> CampaignModel:
                 values = (*values[:TS - 2], iso_ts(row[TS]), *values[TS - 1:])
             lines.append(f"{head}{encode(values)[1:-1]}, {row[-1] or 'null'}]")
         if lines:
-            out.write(("\n    " if not written[0] else ",\n    ") + ",\n    ".join(lines))
-            written[0] += len(lines)
-
-    load_series(engine, model, rows)
+            out.write(("\n    " if not written else ",\n    ") + ",\n    ".join(lines))
+            written += len(lines)
     compute_findings(model)
     tail = json.dumps(report_document(model), indent=2, default=_default, ensure_ascii=False)
-    out.write(("\n  ]," if written[0] else "],") + tail[1:] + "\n")
-    return model
+    out.write(("\n  ]," if written else "],") + tail[1:] + "\n")
+
+
+def iso_ts(value: str | datetime | None) -> str | None:
+    """A `ts` as ISO 8601 UTC text (already text when the database formatted it)."""
+    if value is None or isinstance(value, str):
+        return value
+    return value.isoformat(timespec="microseconds")
 
 
 def array_encoder() -> Callable[[tuple], str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from array import array
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -9,9 +10,18 @@ from typing import Any
 
 from lab.analysis import (Attribution, RecoveryAnalysis, RunSample, SeriesAnalysis, ThermalAnalysis,
                           VerdictCounts)
-from lab.report.telemetry import CmaFall
+from lab.report.telemetry import TELEMETRY, CmaFall
 
 PENDING = "pending"  # a run not finished yet: neither counted nor shown as a verdict
+# A record's columns as the CSV and JSON exports list them (and the database loader reads them, in this order)
+SAMPLE_COLUMNS = ("seq", "step", "step_index", "run_index", "ts", "fps", "temp", "temp_min", "temp_max",
+                  "configure_count", "boot_id", "uptime", "nominal_s", "throttled", "chip_throttling", "error",
+                  *(c for c in TELEMETRY if c != "throttled"))
+
+
+def natural_key(text: str) -> list:
+    """Sort key that puts node2 before node10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 @dataclass

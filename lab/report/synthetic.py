@@ -1,4 +1,4 @@
-"""A synthetic campaign with a planted truth, written through the database API (tests, demos, scale checks).
+"""A synthetic campaign with a planted truth, as pure data (`lab.db.planted` stores it; tests, demos, scale checks).
 
 Unit i of `units` is a Hailo-8 control when i % 4 == 3, else a Hailo-10H on firmware 5.3.0 that is
 susceptible when i % 4 is 0 or 1: susceptible units follow the seed report's 25 runs (then a tail to
@@ -17,14 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-
-from sqlalchemy import bindparam, update
-from sqlalchemy.orm import Session
-
-from lab.db.ingest import get_or_create_stack, ingest_samples, store_artifact, upsert_unit
-from lab.db.models import Campaign, Phase, Run, Sample
 
 SEED_FPS = (124.78, 124.76, 124.90, 124.81, 124.89, 124.81, 124.80, 124.89, 124.99, 124.81, 124.89, 124.87,
             122.80, 121.38, 118.53, 108.49, 101.51, 98.34, 96.64, 94.04, 91.14, 88.55, 85.65, 83.99, 81.60)
@@ -103,63 +96,12 @@ def preflight_for(node: str, chip: str, index: int) -> dict:
             "chip": {"expected": chip, "found": chip, "ok": True}}
 
 
-def plant_campaign(session: Session, name: str = "planted", units: int = 4, repeats: int = 2, benches: int = 25,
-                   infra_errors: tuple[tuple[int, int], ...] = ((2, 2),), artifacts: bool = True,
-                   ingest: Callable[..., int] = ingest_samples, swap_from: int | None = 2,
-                   telemetry: bool = True) -> Campaign:
-    """Write the campaign, its runs, phases, records and artifacts; returns the (flushed) campaign.
-
-    Each run's records go through `ingest` (`ingest_samples`' signature), so a benchmark can time that call alone.
-    """
-    campaign = Campaign(name=name, scenario_name="cma_soak", scenario_text=SCENARIO, inventory="inventory/pis.yml",
-                        status="finished", started_at=T0,
-                        finished_at=T0 + timedelta(hours=2), exit_status=1 if infra_errors else 0,
-                        command_line="lab run scenarios/cma_soak.yaml --inventory pis --db sqlite:///lab.db")
-    session.add(campaign)
-    session.flush()
-    h10 = get_or_create_stack(session, "h10-5.3.0", "5.3.0", "5.3.0", "5.3.0", chip="hailo10h")
-    h8 = get_or_create_stack(session, "h8-4.23.0", "4.23.0", "4.23.0", "4.23.0", chip="hailo8")
-    index = 0
-    for repeat in range(1, repeats + 1):
-        for i in range(units):
-            hailo8 = i % 4 == 3
-            chip = "hailo8" if hailo8 else "hailo10h"
-            swapped = swap_from is not None and repeat >= swap_from and i < 2 and units > 1
-            node = f"node{(1 - i if swapped else i) + 1}"
-            unit = upsert_unit(session, node, soc_id=soc_id(i), chip=chip)
-            unit.identity = {"soc_id": soc_id(i), "ult_id": soc_id(i)[:12], "lcs": 3, "boot_source": "PCIE"}
-            run = Run(campaign_id=campaign.id, index=index, node=node, unit_id=unit.id,
-                      stack_id=(h8 if hailo8 else h10).id, repeat=repeat, status="done",
-                      started_at=T0 + timedelta(minutes=index), finished_at=T0 + timedelta(minutes=index + 10),
-                      host_serial=host_serial(node), host_model=HOST_MODEL)
-            session.add(run)
-            session.flush()
-            install = Phase(run_id=run.id, index=0, name="install", status="ok", boot_id=f"b{index}-0")
-            soak = Phase(run_id=run.id, index=1, name="soak", status="ok", boot_id=f"b{index}-1")
-            if telemetry:
-                soak.preflight = preflight_for(node, chip, index)
-                soak.ready_s = soak.preflight["ready_s"]
-            session.add_all([install, soak])
-            session.flush()
-            if (i, repeat) in infra_errors:
-                run.status = run.verdict = soak.status = "infra_error"
-                run.error = soak.error = "soak: unreachable: reboot timeout after 600 s"
-                soak.boot_id = None
-                soak.preflight = soak.ready_s = None
-            else:
-                _soak(session, campaign.id, run, soak, hailo8, i % 4 in (0, 1), benches, artifacts, ingest,
-                      telemetry)
-            index += 1
-    session.flush()
-    return campaign
-
-
-def _soak(session: Session, campaign_id: int, run: Run, phase: Phase, hailo8: bool, susceptible: bool,
-          benches: int, artifacts: bool, ingest: Callable[..., int] = ingest_samples, telemetry: bool = True) -> None:
-    """The soak phase's records, as the agent writes them, and the run's recorded verdict."""
-    boot, version = phase.boot_id, "4.23.0" if hailo8 else "5.3.0"
-    t = T0 + timedelta(minutes=run.index)
-    base = {"boot_id": boot, "phase_index": 1, "run_key": str(run.id)}
+def soak_records(run_index: int, run_key: str, boot: str | None, node: str, hailo8: bool, susceptible: bool,
+                 benches: int) -> list[dict]:
+    """The soak phase's records of run `run_index` on `node`, as the agent writes them."""
+    version = "4.23.0" if hailo8 else "5.3.0"
+    t = T0 + timedelta(minutes=run_index)
+    base = {"boot_id": boot, "phase_index": 1, "run_key": run_key}
     records = [{**base, "seq": 1, "ts": t, "kind": "phase_start", "nominal_s": 0.0, "steps": 3},
                {**base, "seq": 2, "ts": t, "kind": "identity", "step": "identify", "step_index": 0, "nominal_s": 0.0,
                 "hailort_version": version, "driver_version": version,
@@ -167,26 +109,32 @@ def _soak(session: Session, campaign_id: int, run: Run, phase: Phase, hailo8: bo
     for k in range(1, benches + 1):
         record = {**base, "seq": k + 2, "ts": t + timedelta(seconds=15 * k), "kind": "sample", "step": "benchmark",
                   "step_index": 1, "run": k, "runs": benches, "fps": fps_at(k, hailo8, susceptible),
-                  "nominal_s": 15.0 * k, "throttled": throttled_at(k, run.node)}
+                  "nominal_s": 15.0 * k, "throttled": throttled_at(k, node)}
         if not hailo8:  # HailoRT 4.x on Hailo-8 prints no temperature
             record["temp_mean"] = temp_at(k)
         records.append(record)
     records.append({**base, "seq": benches + 3, "ts": t + timedelta(seconds=15 * benches + 1), "kind": "phase_end",
                     "nominal_s": 15.0 * benches, "status": "ok"})
-    ingest(session, run.id, records, phase_id=phase.id)
-    if telemetry:  # the telemetry columns, as the node's records fill them (seq k + 2 is benchmark k)
-        session.connection().execute(
-            update(Sample).where(Sample.run_id == run.id, Sample.seq == bindparam("at"))
-            .values({name: bindparam(name) for name in TELEMETRY_COLUMNS}),
-            [{"at": k + 2, **telemetry_at(k, run.node, hailo8, susceptible)} for k in range(1, benches + 1)])
+    return records
+
+
+def soak_telemetry(node: str, hailo8: bool, susceptible: bool, benches: int) -> list[dict]:
+    """The telemetry columns of each benchmark record, keyed by its seq under `at` (seq k + 2 is benchmark k)."""
+    return [{"at": k + 2, **telemetry_at(k, node, hailo8, susceptible)} for k in range(1, benches + 1)]
+
+
+def recorded_verdict(hailo8: bool, susceptible: bool, benches: int) -> str:
+    """The verdict `lab run` records for a soak: degraded when the last fps is 3 % under the first."""
     series = [fps_at(k, hailo8, susceptible) for k in range(1, benches + 1)]
-    run.verdict = "degraded" if series[-1] < 0.97 * series[0] else "stable"
-    if artifacts:
-        log = CMA_LINE * sum(cma_errors_at(k, susceptible) for k in range(1, benches + 1)) if not hailo8 else ""
-        store_artifact(session, campaign_id, "soak-collect-2-runtime_log.txt", "raw", data=log.encode(),
-                       run_id=run.id, node=run.node)
-        store_artifact(session, campaign_id, "soak-identify-0.txt", "raw", run_id=run.id, node=run.node,
-                       data=f"$ hailortcli --version\nHailoRT-CLI version {version}\n".encode())
+    return "degraded" if series[-1] < 0.97 * series[0] else "stable"
+
+
+def soak_artifacts(hailo8: bool, susceptible: bool, benches: int) -> dict[str, bytes]:
+    """The soak's collected files by name: the chip's runtime log (empty on 4.x) and the identify output."""
+    version = "4.23.0" if hailo8 else "5.3.0"
+    log = CMA_LINE * sum(cma_errors_at(k, susceptible) for k in range(1, benches + 1)) if not hailo8 else ""
+    return {"soak-collect-2-runtime_log.txt": log.encode(),
+            "soak-identify-0.txt": f"$ hailortcli --version\nHailoRT-CLI version {version}\n".encode()}
 
 
 TELEMETRY_COLUMNS = ("pcie_speed", "pcie_width", "pcie_max_speed", "pcie_max_width", "power_state", "aspm",
@@ -203,56 +151,46 @@ def throttled_at(k: int, node: str) -> str:
 RECOVERY_PHASES = ("cooldown", "driver_reload", "pcie_rescan", "chip_reset")
 
 
-def plant_recovery_campaign(session: Session, name: str = "recovery", units: int = 2) -> Campaign:
-    """The recovery matrix on Hailo-10H units (even ones susceptible): degrade, then each action and a reboot.
+RECOVERY_NAMES = ("degrade",) + RECOVERY_PHASES + ("reboot",)
+
+
+def recovery_phases(i: int) -> list[dict]:
+    """Unit i's phases in the recovery matrix: index, name, boot id, status and error (the chip reset fails)."""
+    return [{"index": n, "name": p, "boot_id": f"r{i}-{'2' if p == 'reboot' else '1'}",
+             "status": "device_error" if p == "chip_reset" else "ok",
+             "error": "benchmark run 1 failed: HAILO_TIMEOUT(4)" if p == "chip_reset" else None}
+            for n, p in enumerate(RECOVERY_NAMES)]
+
+
+def recovery_records(i: int, run_key: str) -> list[dict]:
+    """Unit i's records in the recovery matrix (even units susceptible): degrade, each action, then a reboot.
 
     After 30 benchmarks, cooldown, driver reload and PCIe rescan leave a degraded unit where it was, the chip
     reset leaves every unit on firmware 5.3.0 without a device (its benchmark fails), the reboot restores.
     """
-    campaign = Campaign(name=name, scenario_name="recovery_matrix", scenario_text="name: recovery_matrix\n",
-                        inventory="inventory/pis.yml", status="finished", started_at=T0, exit_status=0,
-                        finished_at=T0 + timedelta(hours=1),
-                        command_line="lab run scenarios/recovery_matrix.yaml --inventory pis")
-    session.add(campaign)
-    session.flush()
-    h10 = get_or_create_stack(session, "h10-5.3.0", "5.3.0", "5.3.0", "5.3.0", chip="hailo10h")
-    for i in range(units):
-        susceptible = i % 2 == 0
-        unit = upsert_unit(session, f"node{i + 1}", serial=f"H10-{i + 1:04d}", chip="hailo10h")
-        run = Run(campaign_id=campaign.id, index=i, node=f"node{i + 1}", unit_id=unit.id, stack_id=h10.id,
-                  status="done", verdict="device_error")
-        session.add(run)
-        session.flush()
-        names = ("degrade",) + RECOVERY_PHASES + ("reboot",)
-        phases = [Phase(run_id=run.id, index=n, name=p, boot_id=f"r{i}-{'2' if p == 'reboot' else '1'}",
-                        status="device_error" if p == "chip_reset" else "ok") for n, p in enumerate(names)]
-        session.add_all(phases)
-        session.flush()
-        seq, t = 0, T0
-        records = []
+    susceptible = i % 2 == 0
+    phases = recovery_phases(i)
+    seq, t = 0, T0
+    records = []
 
-        def rec(phase: Phase, kind: str, **fields) -> None:
-            """Append one agent record of this run, 15 s after the previous one."""
-            nonlocal seq, t
-            seq, t = seq + 1, t + timedelta(seconds=15)
-            records.append({"seq": seq, "ts": t, "kind": kind, "boot_id": phase.boot_id, "phase_index": phase.index,
-                            "run_key": str(run.id), **fields})
+    def rec(phase: dict, kind: str, **fields) -> None:
+        """Append one agent record of this run, 15 s after the previous one."""
+        nonlocal seq, t
+        seq, t = seq + 1, t + timedelta(seconds=15)
+        records.append({"seq": seq, "ts": t, "kind": kind, "boot_id": phase["boot_id"], "phase_index": phase["index"],
+                        "run_key": run_key, **fields})
 
-        degraded = fps_at(30, False, susceptible)
-        for k in range(1, 31):
-            rec(phases[0], "sample", step="benchmark", run=k, fps=fps_at(k, False, susceptible),
-                temp_mean=temp_at(k))
-        for phase in phases[1:5]:
-            rec(phase, "event", step=phase.name, step_index=0)
-            if phase.name == "chip_reset":
-                phase.error = "benchmark run 1 failed: HAILO_TIMEOUT(4)"
-                rec(phase, "sample", step="benchmark", run=1, error="HAILO_TIMEOUT(4)")
-                rec(phase, "event", step="benchmark", skipped=True, error="skipped after device failure")
-            else:
-                for k in (1, 2):
-                    rec(phase, "sample", step="benchmark", run=k, fps=round(degraded - 0.1 * k, 2))
-        for k in (1, 2, 3):
-            rec(phases[5], "sample", step="benchmark", run=k, fps=fps_at(k, False, False), temp_mean=temp_at(k))
-        ingest_samples(session, run.id, [{**r, "phase": names[r["phase_index"]]} for r in records])
-    session.flush()
-    return campaign
+    degraded = fps_at(30, False, susceptible)
+    for k in range(1, 31):
+        rec(phases[0], "sample", step="benchmark", run=k, fps=fps_at(k, False, susceptible), temp_mean=temp_at(k))
+    for phase in phases[1:5]:
+        rec(phase, "event", step=phase["name"], step_index=0)
+        if phase["name"] == "chip_reset":
+            rec(phase, "sample", step="benchmark", run=1, error="HAILO_TIMEOUT(4)")
+            rec(phase, "event", step="benchmark", skipped=True, error="skipped after device failure")
+        else:
+            for k in (1, 2):
+                rec(phase, "sample", step="benchmark", run=k, fps=round(degraded - 0.1 * k, 2))
+    for k in (1, 2, 3):
+        rec(phases[5], "sample", step="benchmark", run=k, fps=fps_at(k, False, False), temp_mean=temp_at(k))
+    return [{**r, "phase": RECOVERY_NAMES[r["phase_index"]]} for r in records]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from datetime import datetime
 from typing import Any
 
@@ -17,11 +16,6 @@ THERMAL_WORDS = {"not_thermal": "not thermal", "thermal": "thermal", "mixed": "m
 TRIGGER_WORDS = {"configure_count": "configure count", "inference_time": "inference time", "mixed": "mixed",
                  "inconclusive": "inconclusive", "no_degradation": "no degradation in the runs that varied them",
                  "not_tested": "not tested"}
-
-
-def natural_key(text: str) -> list:
-    """Sort key that puts node2 before node10."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 def pct(x: float) -> str:

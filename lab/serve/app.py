@@ -13,9 +13,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import asyncio
-from sqlalchemy import select
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -29,13 +26,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lab.db.models import Campaign
+from lab.db.live import campaign_state, decode_cursor, encode_cursor, live_state, new_records, runs_of
+from lab.db.queries import campaign_ref, campaign_rows, campaign_summary
+from lab.db.report_load import load_report
+from lab.db.session import Engine
 from lab.errors import ConfigError
 from lab.report.build import write_report
 from lab.report.compare import compare_view, render_campaigns_json, render_compare_html
-from lab.report.load import campaign_rows, load_report
-from lab.report.summary import campaign_summary
-from lab.serve.live import campaign_runs, campaign_state, decode_cursor, encode_cursor, live_state, new_records
 from lab.serve.pages import render_error, render_index, render_live
 
 # Our own pages: scripts and styles from this server only, no inline anything, no frames, no other origin.
@@ -137,15 +134,10 @@ class ReportCache:
 
 def lookup(engine: Engine, ref: str) -> tuple[int, str, str, Any]:
     """(id, name, status, finished_at) of campaign `ref` (name, else numeric id); 404 when there is none."""
-    with Session(engine) as session:
-        row = session.execute(select(Campaign.id, Campaign.name, Campaign.status, Campaign.finished_at)
-                              .where(Campaign.name == ref)).first()
-        if row is None and ref.isdigit():
-            row = session.execute(select(Campaign.id, Campaign.name, Campaign.status, Campaign.finished_at)
-                                  .where(Campaign.id == int(ref))).first()
+    row = campaign_ref(engine, ref)
     if row is None:
         raise HTTPException(404, f"no campaign {ref!r} in this database")
-    return tuple(row)
+    return row
 
 
 def create_app(engine: Engine, token: str | None = None, allowed_hosts: list[str] | None = None,
@@ -170,7 +162,7 @@ def create_app(engine: Engine, token: str | None = None, allowed_hosts: list[str
     async def events(request: Request) -> Response:
         """`/campaigns/NAME/events`: every record as stored, in batches; resumable with `Last-Event-ID`."""
         cid, name, _, _ = await run_in_threadpool(lookup, engine, request.path_params["name"])
-        runs = await run_in_threadpool(_runs, engine, cid)
+        runs = await run_in_threadpool(runs_of, engine, cid)
         cursor = decode_cursor(request.headers.get("last-event-id") or request.query_params.get("after"), len(runs))
         return EventSourceResponse(_stream(engine, cid, runs, cursor, poll_seconds), ping=15,
                                    headers={"cache-control": "no-store"})
@@ -229,12 +221,6 @@ def _error(request: Request, status: int, what: str, hint: str) -> Response:
         return Response(json.dumps({"error": what, "hint": hint}) + "\n", status_code=status,
                         media_type="application/json")
     return HTMLResponse(render_error(status, what, hint), status_code=status)
-
-
-def _runs(engine: Engine, campaign_id: int) -> list:
-    """The campaign's runs in index order (the cursor's order)."""
-    with Session(engine) as session:
-        return campaign_runs(session, session.get(Campaign, campaign_id))
 
 
 async def _stream(engine: Engine, campaign_id: int, runs: list, cursor: list[int],

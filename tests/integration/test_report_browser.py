@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
+from lab.db.planted import plant_campaign
 from lab.db.session import open_database
 from lab.report.build import write_atomic, write_report
-from lab.report.synthetic import plant_campaign
 
 pytestmark = pytest.mark.browser
 

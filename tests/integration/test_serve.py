@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from lab.db.ingest import ingest_samples
 from lab.db.models import Campaign, Phase, Run, Sample
+from lab.db.planted import plant_campaign
 from lab.db.session import open_database
-from lab.report.synthetic import plant_campaign
 from lab.virtual.emulator.packaging import build_hailo_files, build_models
 from lab.virtual.fleet import Fleet
 from tests.conftest import PROJECT, fleet_leftovers, require_fleet

@@ -22,7 +22,7 @@ IMPORT_ERROR_ALLOWED = {
     "lab/agent/steps.py::Agent._platform": 2,
     # a database URL whose driver SQLAlchemy cannot import (mysql://...): a ConfigError naming the URL
     "lab/db/session.py::make_engine": 1,
-    "lab/serve/db.py::readonly_engine": 1,
+    "lab/db/readonly.py::readonly_engine": 1,
 }
 IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError"}
 

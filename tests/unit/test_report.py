@@ -19,12 +19,13 @@ from sqlalchemy.orm import Session
 from lab.bounds import FPS, TEMP_C
 from lab.db.ingest import get_or_create_stack, ingest_samples
 from lab.db.models import Campaign, Run, Sample
+from lab.db.planted import plant_campaign, plant_recovery_campaign
+from lab.db.report_load import load_report
 from lab.db.session import open_database
 from lab.errors import ConfigError
 from lab.report.build import write_report
 from lab.report.export import CSV_HEADER
-from lab.report.load import load_report
-from lab.report.synthetic import plant_campaign, plant_recovery_campaign, soc_id
+from lab.report.synthetic import soc_id
 
 _names = itertools.count()
 TEXT = """\

@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session
 
 import lab.cli
 from lab.cli import report as report_module  # noqa: F401 - registers the commands
+from lab.db.planted import plant_campaign
 from lab.db.session import open_database
-from lab.report.synthetic import plant_campaign, soc_id
+from lab.report.synthetic import soc_id
 
 
 @pytest.fixture()

@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lab.db.models import Campaign, Run, Sample
+from lab.db.planted import plant_campaign
 from lab.report.build import write_report
-from lab.report.synthetic import plant_campaign
 
 SYSTEM = {"kernel": "6.12.47+rpt-rpi-2712", "packages": {"dkms": "3.2.2-1", "hailort": "5.3.0",
                                                          "hailort-pcie-driver": "5.3.0"},

@@ -12,11 +12,11 @@ from sqlalchemy.orm import Session
 
 import lab.cli
 from lab.cli import report as report_module  # noqa: F401 - registers the commands
+from lab.db.planted import plant_campaign
+from lab.db.report_load import load_report
 from lab.db.session import open_database
-from lab.report.load import load_report
 from lab.report.png import figures, markdown_figures, with_figures
 from lab.report.render import chart_groups
-from lab.report.synthetic import plant_campaign
 
 LINK = re.compile(r"!\[([^\]]*)\]\(([^)]+)\)")
 

@@ -10,13 +10,14 @@ from html.parser import HTMLParser
 import pytest
 from sqlalchemy.orm import Session
 
+from lab.db.planted import plant_campaign
+from lab.db.report_load import load_report
 from lab.db.session import open_database
 from lab.report.build import write_report
 from lab.report.compare import compare_view, render_compare_text
-from lab.report.load import load_report
 from lab.report.model import unit_label
 from lab.report.series import SeriesBuilder
-from lab.report.synthetic import host_serial, plant_campaign, soc_id
+from lab.report.synthetic import host_serial, soc_id
 from lab.report.telemetry import (RunTelemetry, cma_versus_fall, host_text, link_text, preflight_text, summarize,
                                   telemetry_row)
 

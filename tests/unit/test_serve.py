@@ -14,16 +14,16 @@ from sqlalchemy import exc, text
 from sqlalchemy.orm import Session
 
 import lab.cli
+from lab.db.live import campaign_runs, decode_cursor, encode_cursor, new_records
+from lab.db.planted import plant_campaign
+from lab.db.queries import campaign_rows, campaign_summary
+from lab.db.readonly import readonly_engine
+from lab.db.report_load import load_report
 from lab.db.session import make_engine, open_database
 from lab.errors import ConfigError
 from lab.report.build import write_report
 from lab.report.compare import compare_view, render_campaigns_json, render_compare_html
-from lab.report.load import campaign_rows, load_report
-from lab.report.summary import campaign_summary
-from lab.report.synthetic import plant_campaign
 from lab.serve.app import CSP, REPORT_CSP, create_app
-from lab.serve.db import readonly_engine
-from lab.serve.live import campaign_runs, decode_cursor, encode_cursor, new_records
 from lab.serve.pages import polyline, render_error
 
 HOSTILE = '<script>alert(1)</script>'
@@ -116,7 +116,7 @@ def test_event_stream_resumes_where_it_stopped(served):
     records = json.loads(whole[1]["data"])
     assert len(records) == 7 * 28  # 7 runs with records, 28 each (phase start, identity, 25 benchmarks, end)
     with Session(engine) as session:
-        from lab.report.summary import find_campaign
+        from lab.db.queries import find_campaign
 
         runs = campaign_runs(session, find_campaign(session, "planted"))
     assert whole[1]["id"] == encode_cursor([28 if r.index != 6 else 0 for r in runs])
@@ -131,7 +131,7 @@ def test_event_stream_resumes_where_it_stopped(served):
 def test_new_records_in_batches_miss_nothing(served):
     engine, _ = served
     with Session(engine) as session:
-        from lab.report.summary import find_campaign
+        from lab.db.queries import find_campaign
 
         runs = campaign_runs(session, find_campaign(session, "planted"))
     cursor, seen = [0] * len(runs), []

@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 
 from lab.db.ingest import ingest_samples, sample_row, store_preflight
 from lab.db.models import Phase, Run, Sample
+from lab.db.planted import plant_campaign
 from lab.errors import ConfigError
-from lab.report.synthetic import plant_campaign
 from lab.scenario import parse_scenario
 
 RECORD = {"seq": 9, "ts": 1764633600.0, "kind": "sample", "step": "benchmark", "phase": "soak", "run": 2, "fps": 120.5,

@@ -6,7 +6,7 @@
   if (!table || !window.EventSource) {
     return;
   }
-  const POINTS = 120; // as lab/serve/live.py CHART_POINTS
+  const POINTS = 120; // as lab/db/live.py CHART_POINTS
   const SPAN = 0.6; // the y axis shows at least 40 % of the top, as lab/report/svg.py FPS_SPAN
   const rows = new Map();
   for (const tr of table.querySelectorAll("tbody tr[data-run]")) {

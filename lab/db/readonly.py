@@ -1,5 +1,5 @@
-"""Read-only engines over the results database: SQLite opened `mode=ro` and `query_only`, PostgreSQL in read-only
-sessions, so nothing the web view does can write while `lab run` writes from other processes."""
+"""Read-only engines over the results database (for `lab serve`): SQLite opened `mode=ro` and `query_only`,
+PostgreSQL in read-only sessions, so nothing the web view does can write while `lab run` writes from other processes."""
 
 from __future__ import annotations
 

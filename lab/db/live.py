@@ -1,5 +1,6 @@
-"""What the live page shows while a campaign runs, read from the database only: per run its phase, benchmark k of
-n, last fps and temperature and recent fps; and the records written since a cursor, for server-sent events.
+"""What `lab serve`'s live page shows while a campaign runs, read from the database only: per run its phase,
+benchmark k of n, last fps and temperature and recent fps; and the records written since a cursor, for
+server-sent events.
 
 The cursor is the highest record `seq` stored for each run, in run order (`12.0.7`): the collector stores one
 node's records in order, so "every record of run r with seq > cursor[r]" misses nothing and repeats nothing,
@@ -16,8 +17,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from lab.db.models import Campaign, Phase, Run, Sample, Stack
+from lab.db.queries import find_campaign
 from lab.errors import ConfigError
-from lab.report.summary import find_campaign
 
 CHART_POINTS = 120  # fps points per run in the live chart: the recent trend, whatever the run's length
 BATCH = 1000  # records per event; a backlog arrives in several
@@ -39,6 +40,12 @@ def campaign_runs(session: Session, campaign: Campaign) -> list[RunKey]:
     rows = session.execute(select(Run.id, Run.index, Run.node, Stack.name, Run.repeat)
                            .join(Stack, Stack.id == Run.stack_id).where(Run.campaign_id == campaign.id).order_by(Run.index))
     return [RunKey(*row) for row in rows]
+
+
+def runs_of(engine: Engine, campaign_id: int) -> list[RunKey]:
+    """The runs of campaign `campaign_id` in index order (the cursor's order)."""
+    with Session(engine) as session:
+        return campaign_runs(session, session.get(Campaign, campaign_id))
 
 
 def encode_cursor(seqs: list[int]) -> str:

@@ -1,11 +1,10 @@
-"""Load one campaign from the results database into the campaign model, streaming its samples by column."""
+"""Load one campaign from the results database into the report's campaign model, streaming its samples by column."""
 
 from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Callable, Iterator
-from datetime import datetime
+from collections.abc import Iterator
 from operator import itemgetter
 from pathlib import Path
 
@@ -14,17 +13,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from lab.db.models import Artifact, Campaign, Phase, Run, Sample, Stack, Unit
+from lab.db.queries import find_campaign
 from lab.report.findings import compute_findings
-from lab.report.model import ArtifactInfo, CampaignInfo, CampaignModel, PhaseInfo, RunInfo, StackInfo, UnitInfo
+from lab.report.model import (SAMPLE_COLUMNS, ArtifactInfo, CampaignInfo, CampaignModel, PhaseInfo, RunInfo, StackInfo,
+                              UnitInfo, natural_key)
 from lab.report.series import MEASURE_STEPS, SeriesBuilder
-from lab.report.summary import find_campaign
 from lab.report.telemetry import TELEMETRY
-from lab.report.view import natural_key
 
 STREAM_ROWS = 10_000  # rows fetched per round trip; memory stays flat however many samples there are
-SAMPLE_COLUMNS = ("seq", "step", "step_index", "run_index", "ts", "fps", "temp", "temp_min", "temp_max",
-                  "configure_count", "boot_id", "uptime", "nominal_s", "throttled", "chip_throttling", "error",
-                  *(c for c in TELEMETRY if c != "throttled"))
 FEED_COLUMNS = ("phase_id", "step", "step_index", "fps", "temp", "boot_id", "nominal_s", "chip_throttling", "error",
                 *TELEMETRY, "extra")
 _FIXED = FEED_COLUMNS.index(TELEMETRY[0])  # the feed's telemetry columns start here (after phase id .. error)
@@ -74,16 +70,21 @@ def open_campaign(engine: Engine, ref: str) -> CampaignModel:
     return CampaignModel(info, ordered, stacks, runs, artifacts, 0)
 
 
-def load_series(engine: Engine, model: CampaignModel, on_run: Callable[[RunInfo, list], None] | None = None) -> None:
-    """Stream every record once, in (run, seq) order, into each run's series; `on_run(run, rows)` sees the raw rows.
+def load_series(engine: Engine, model: CampaignModel) -> None:
+    """Stream every record once, in (run, seq) order, into each run's series (only the columns the series needs)."""
+    for _ in stream_runs(engine, model, full=False):
+        pass
 
-    With `on_run`, rows are `[run id, phase id, *SAMPLE_COLUMNS, extra as JSON text]`, one run's at a time, so
-    a caller can export them in the same pass while memory holds one run's rows only. Without it, only the
-    columns the series needs are read.
+
+def stream_runs(engine: Engine, model: CampaignModel, full: bool = True) -> Iterator[tuple[RunInfo, list]]:
+    """(run, its raw rows) for each run with records, its series loaded before it is yielded; run it to the end.
+
+    Full rows are `[run id, phase id, *SAMPLE_COLUMNS, extra as JSON text]`, one run's at a time, so a caller
+    can export them in the same pass while memory holds one run's rows only. The model's sample count and
+    units' reported identities are set once the last run has been yielded.
     """
     by_id = {run.id: run for run in model.runs}
     phase_index = {p.id: p.index for run in model.runs for p in run.phases}
-    full = on_run is not None
     # positions of (phase id, step, step index, fps, temp, boot id, nominal_s, chip throttling, error, extra) in a row
     at = ([1] + [2 + SAMPLE_COLUMNS.index(c) for c in FEED_COLUMNS[1:-1]] + [-1] if full
           else list(range(1, len(FEED_COLUMNS) + 1)))
@@ -108,8 +109,7 @@ def load_series(engine: Engine, model: CampaignModel, on_run: Callable[[RunInfo,
         run = by_id[run_id]
         run.series, run.identity, run.system = builder.series, builder.identity, builder.system
         count += len(rows)
-        if on_run is not None:
-            on_run(run, rows)
+        yield run, rows
     model.sample_count = count
     for run in model.runs:
         unit = model.units[run.unit_key]
@@ -155,13 +155,6 @@ def iso_ts_column(dialect: str):  # noqa: ANN201 - a SQL expression
     if dialect == "postgresql":
         return func.to_char(func.timezone("UTC", Sample.ts), 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
     return Sample.ts
-
-
-def iso_ts(value: str | datetime | None) -> str | None:
-    """A `ts` as ISO 8601 UTC text (already text when the database formatted it)."""
-    if value is None or isinstance(value, str):
-        return value
-    return value.isoformat(timespec="microseconds")
 
 
 def artifact_list(session: Session, campaign_id: int, run_index: dict[int, int]) -> list[ArtifactInfo]:
@@ -223,21 +216,3 @@ def reproduce_command(c: Campaign) -> str:
         scenario = positional[0] if positional else scenario
     parts = ["lab", "run", scenario, "--inventory", inventory] + (["--limit", limit] if limit else [])
     return shlex.join(parts)
-
-
-def campaign_rows(engine: Engine) -> list[dict]:
-    """Every campaign with its run count and recorded "degraded k of n" (for `lab campaigns`)."""
-    verdicts = (select(Run.campaign_id, func.count().label("runs"),
-                       func.sum(case((Run.verdict == "degraded", 1), else_=0)).label("k"),
-                       func.sum(case((Run.verdict.in_(("degraded", "stable", "device_error")), 1), else_=0))
-                       .label("n"),
-                       func.sum(case((Run.verdict == "infra_error", 1), else_=0)).label("infra"))
-                .group_by(Run.campaign_id).subquery())
-    stmt = (select(Campaign.id, Campaign.name, Campaign.scenario_name, Campaign.status, Campaign.started_at,
-                   Campaign.finished_at, verdicts.c.runs, verdicts.c.k, verdicts.c.n, verdicts.c.infra)
-            .outerjoin(verdicts, verdicts.c.campaign_id == Campaign.id).order_by(Campaign.started_at, Campaign.id))
-    with Session(engine) as session:
-        return [{"id": cid, "name": name, "scenario": scenario, "status": status, "started_at": started,
-                 "finished_at": finished, "runs": runs or 0, "degraded": int(k or 0), "counted": int(n or 0),
-                 "infra_error": int(infra or 0)}
-                for cid, name, scenario, status, started, finished, runs, k, n, infra in session.execute(stmt)]
