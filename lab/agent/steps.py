@@ -10,16 +10,16 @@ import subprocess
 import time
 from typing import Any, Dict, List, Optional
 
+from lab.contract import AgentSpec
+
 from . import kernel
 from .parsers import ToolOutputError, parse_benchmark, parse_errors, parse_identify, parse_version, run_throttling
-from .pi import PI_DEVICETREE_DIR, read_pi_identity
+from .pi import read_pi_identity
 from .records import RecordLog, node_facts, write_artifact
 
 DEVICE_STEPS = ("identify", "benchmark", "configure_cycles", "infer_continuous", "cooldown",
                 "driver_reload", "pcie_rescan", "chip_reset")
-DEFAULT_HEF_DIRS = ("/usr/share/hailo-models",)
 TOOL_TIMEOUT_MARGIN = 120.0
-READY_TIMEOUT = 300.0  # seconds a node may take after boot to be ready to measure (real time, not scaled)
 READY_STATES = ("running", "degraded")  # `systemctl is-system-running`: boot finished (degraded: a unit failed)
 
 
@@ -107,23 +107,23 @@ class Agent:
 
     clock = time.monotonic  # a builtin: not bound to the instance
 
-    def __init__(self, spec: Dict[str, Any], log: RecordLog, workdir: str):
+    def __init__(self, spec: AgentSpec, log: RecordLog, workdir: str):
         self.spec = spec
         self.log = log
-        self.scale = float(spec.get("time_scale") or 1.0)
-        self.commands = spec.get("commands") or {}
+        self.scale = spec.time_scale
+        self.commands = spec.commands
         self.artifacts = os.path.join(workdir, "artifacts")
-        self.phase = spec["phase"]
-        self.base = {"run_key": spec.get("run_key"), "phase": self.phase, "phase_index": spec.get("phase_index")}
+        self.phase = spec.phase
+        self.base = {"run_key": spec.run_key, "phase": self.phase, "phase_index": spec.phase_index}
         self.nominal = 0.0  # nominal seconds elapsed in this phase (time-scale independent)
-        self.sysfs = spec.get("sysfs_root") or "/sys"
-        self.meminfo = spec.get("meminfo") or "/proc/meminfo"
-        self.dev_node = spec.get("dev_node") or "/dev/hailo0"
+        self.sysfs = spec.sysfs_root
+        self.meminfo = spec.meminfo
+        self.dev_node = spec.dev_node
         self.prior: List[Dict[str, Any]] = []  # this phase's records from an earlier, interrupted attempt
 
     def resume_from(self, records: List[Dict[str, Any]]) -> None:
         """Remember what an interrupted attempt of this phase already recorded, so nothing is measured twice."""
-        key = (self.spec.get("run_key"), self.spec.get("phase_index"))
+        key = (self.spec.run_key, self.spec.phase_index)
         self.prior = [r for r in records if (r.get("run_key"), r.get("phase_index")) == key]
 
     def _done_runs(self, index: int) -> int:
@@ -155,7 +155,7 @@ class Agent:
     def save(self, name: str, text: str) -> Dict[str, Any]:
         """Keep a file under a name unique per run and phase: a node that runs two stacks keeps both."""
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-        run = "".join(c if c.isalnum() else "_" for c in str(self.spec.get("run_key") or "0"))
+        run = "".join(c if c.isalnum() else "_" for c in str(self.spec.run_key or "0"))
         return write_artifact(self.artifacts, "run%s-%s-%s" % (run, self.phase, safe), text.encode())
 
     def sleep(self, nominal_seconds: float) -> None:
@@ -168,10 +168,10 @@ class Agent:
         """The HEF path on this node: as given, or found in the model directories."""
         hef = step["hef"]
         if isinstance(hef, dict):
-            hef = hef.get(self.spec.get("chip") or "", "")
+            hef = hef.get(self.spec.chip or "", "")
         if os.path.isabs(hef) or os.path.exists(hef):
             return hef
-        for directory in self.spec.get("hef_dirs") or DEFAULT_HEF_DIRS:
+        for directory in self.spec.hef_dirs:
             candidate = os.path.join(directory, hef)
             if os.path.exists(candidate):
                 return candidate
@@ -203,9 +203,9 @@ class Agent:
             argv = argv[:-1]
             ident = self.tool(argv, 60)
             transcript += "$ %s\n%s\n" % (" ".join(argv), ident.stdout)
-        driver_cmd = self.commands.get("driver_version") or ["modinfo", "-F", "version", self.spec.get("driver_module", "hailo1x_pci")]
+        driver_cmd = self.commands.get("driver_version") or ["modinfo", "-F", "version", self.spec.driver_module]
         driver = self.tool(list(driver_cmd), 60)
-        pi = read_pi_identity(self.spec.get("devicetree_dir") or PI_DEVICETREE_DIR)
+        pi = read_pi_identity(self.spec.devicetree_dir)
         fields: Dict[str, Any] = {"step": "identify", "step_index": index}
         art = self.save("identify-%d.txt" % index, "$ hailortcli --version\n%s\n%s$ %s\n%s"
                         % (version.stdout, transcript, " ".join(driver_cmd), driver.stdout))
@@ -390,7 +390,7 @@ class Agent:
         self.record("event", step=step_name, step_index=index, rc=max(rcs) if rcs else 0, error=error, artifact=art)
 
     def driver_reload(self, index: int, step: Dict[str, Any]) -> None:
-        module = self.spec.get("driver_module") or "hailo1x_pci"
+        module = self.spec.driver_module
         self._commands("driver_reload", index, [["modprobe", "-r", module], ["modprobe", module]])
 
     def pcie_rescan(self, index: int, step: Dict[str, Any]) -> None:
@@ -472,13 +472,13 @@ class Agent:
     def _device(self) -> Optional[Dict[str, str]]:
         """The Hailo PCI device of this node's chip (by vendor and device ID), else the first Hailo one."""
         devices = kernel.find_devices(self.sysfs)
-        want = kernel.CHIP_DEVICE_IDS.get(self.spec.get("chip") or "")
+        want = kernel.CHIP_DEVICE_IDS.get(self.spec.chip or "")
         return next((d for d in devices if d["device"] == want), devices[0] if devices else None)
 
     def runtime_log_after_run(self, index: int, k: int) -> Dict[str, Any]:
         """HailoRT 5.x (the Hailo-10H line): the chip-side runtime log right after run k, kept as that run's
         artifact, and how many CMA `alloc failed` lines are new in it (cma_errors)."""
-        if (self.spec.get("chip") or "") != "hailo10h":
+        if self.spec.chip != "hailo10h":
             return {}
         proc = self.tool(["hailortcli", "logs", "runtime"], 60)
         art = self.save("benchmark-%d-run%03d-runtime_log.txt" % (index, k), proc.stdout)
@@ -518,13 +518,13 @@ class Agent:
         """Before a measuring phase: stop the services the scenario names, wait until the node is ready,
         find the device by PCI vendor and device ID, check the inventory's chip, check nobody holds the
         device. Records what it found (a `preflight` record); returns the one-line reason to stop, or None."""
-        node = self.spec.get("node") or socket.gethostname()
+        node = self.spec.node or socket.gethostname()
         stopped = []
-        for service in self.spec.get("stop_services") or []:
+        for service in self.spec.stop_services:
             proc = self.tool(["systemctl", "stop", "--", str(service)], 120)
             stopped.append({"service": service, "rc": proc.returncode})
         started = time.monotonic()
-        timeout = float(self.spec.get("ready_timeout") or READY_TIMEOUT)
+        timeout = self.spec.ready_timeout
         state, mismatch = self.readiness(), None
         while True:
             device = self._device()
@@ -549,14 +549,14 @@ class Agent:
                     waited_s=round(time.monotonic() - started, 3), system_state=state["system"],
                     devices=state["devices"], driver=state["driver"], dev_node=state["dev_node"],
                     ntp_synchronized=state["ntp_synchronized"], holders=holders, stopped_services=stopped,
-                    chip=self.spec.get("chip"), error=error)
+                    chip=self.spec.chip, error=error)
         return error
 
     def _chip_mismatch(self, node: str, device: Optional[Dict[str, str]]) -> Optional[str]:
         """The one-line error when the chip the inventory (else the stack) names is not the PCI device found."""
-        inventory = self.spec.get("inventory_chip")
-        mismatch = kernel.chip_mismatch(node, inventory or self.spec.get("chip"), device["device"] if device else None)
-        if mismatch and not inventory and "inventory_chip" in self.spec:
+        inventory = self.spec.inventory_chip
+        mismatch = kernel.chip_mismatch(node, inventory or self.spec.chip, device["device"] if device else None)
+        if mismatch and not inventory:
             mismatch = mismatch.replace("the inventory says lab_chip", "the stack is for", 1)
         return mismatch
 
@@ -570,7 +570,7 @@ class Agent:
 
     def restart_services(self) -> None:
         """Start again the services the pre-flight stopped: the node is left as its owner had it."""
-        services = [str(s) for s in self.spec.get("stop_services") or []]
+        services = [str(s) for s in self.spec.stop_services]
         if not services:
             return
         rcs = [self.tool(["systemctl", "start", "--", s], 120).returncode for s in services]
@@ -625,16 +625,16 @@ class Agent:
                 status = "infra_error" if failures[-1].get("infra") else "device_error"
                 error = str(failures[-1]["error"])
         else:
-            self.record("phase_start", steps=len(self.spec.get("steps") or []))
+            self.record("phase_start", steps=len(self.spec.steps))
             self.record("system", **self.system())
-            if any(s.get("kind") in DEVICE_STEPS for s in self.spec.get("steps") or []):
+            if any(s.get("kind") in DEVICE_STEPS for s in self.spec.steps):
                 refused = self.preflight()
                 if refused is not None:  # not the device's fault: the run ends as an infrastructure error
                     self.restart_services()
                     self.record("phase_end", status="infra_error", error=refused)
                     return "infra_error"
         started = {r.get("step_index") for r in self.prior}
-        for index, step in enumerate(self.spec.get("steps") or []):
+        for index, step in enumerate(self.spec.steps):
             kind = step.get("kind")
             if index in started and kind not in ("benchmark", "configure_cycles"):
                 continue  # done (or begun) by the interrupted attempt

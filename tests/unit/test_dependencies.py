@@ -15,14 +15,22 @@ PYPROJECT = tomllib.loads((PROJECT / "pyproject.toml").read_text())
 IMPORTED_INDIRECTLY = {
     "ansible-lint": "run as a program by tests/unit/test_ansible_content.py",
 }
-# Node side: the agent and the emulated device run on a bare Debian/Raspberry Pi OS Python.
-NODE_SIDE = [PROJECT / "lab" / "agent", PROJECT / "lab" / "virtual" / "emulator" / "hailo_emu"]
+# Node side: the agent (with the contract it shares with the controller, carried in its zipapp) and the
+# emulated device run on a bare Debian/Raspberry Pi OS Python, 3.9 or later.
+AGENT_SIDE = [PROJECT / "lab" / "agent", PROJECT / "lab" / "contract.py"]
+NODE_SIDE = AGENT_SIDE + [PROJECT / "lab" / "virtual" / "emulator" / "hailo_emu"]
+NODE_PYTHON = (3, 9)
+
+
+def _py_files(where: Path) -> list[Path]:
+    """A module file itself, or every module under a folder."""
+    return [where] if where.is_file() else sorted(where.rglob("*.py"))
 
 
 def _top_level_imports(folder: Path) -> dict[str, str]:
     """Top-level module name -> first file:line that imports it (absolute imports only)."""
     found: dict[str, str] = {}
-    for path in sorted(folder.rglob("*.py")):
+    for path in _py_files(folder):
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
             names: list[str] = []
@@ -84,16 +92,44 @@ def test_node_side_code_imports_only_the_standard_library():
         imports = _top_level_imports(folder)
         # the agent drives HailoRT's Python binding, which Hailo's packages (or the emulator) put on the node
         # (and numpy, which python3-hailort depends on: pyhailort's buffers are numpy arrays)
-        own = {"lab", "hailo_platform", "numpy"} if folder.name == "agent" else {"hailo_emu", "hailo_platform"}
+        own = {"lab", "hailo_platform", "numpy"} if folder in AGENT_SIDE else {"hailo_emu", "hailo_platform"}
         assert _third_party(imports, own) == {}, folder
-        if folder.name == "agent":
+        if folder in AGENT_SIDE:  # lab.bundle ships lab/agent/ and lab/contract.py, nothing else of lab
             lab_imports = {m for m in _lab_modules(folder)}
-            assert all(m.startswith("lab.agent") for m in lab_imports), lab_imports
+            assert all(m.startswith("lab.agent") or m == "lab.contract" for m in lab_imports), lab_imports
+
+
+def test_node_side_code_is_python_3_9():
+    """Syntax of 3.9 (no `match`); annotations never evaluated there (postponed), and the agent's and the
+    contract's written with typing.Optional, not `X | None` (dataclass fields can be introspected at run time)."""
+    for where in NODE_SIDE:
+        for path in _py_files(where):
+            text = path.read_text()
+            tree = ast.parse(text, str(path), feature_version=NODE_PYTHON)
+            annotations = [a for a in _annotations(tree) if a is not None]
+            if annotations:
+                assert "from __future__ import annotations" in text, path
+            if where in AGENT_SIDE:
+                unions = [a.lineno for a in annotations for n in ast.walk(a)
+                          if isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr)]
+                assert unions == [], f"{path.relative_to(PROJECT)}:{unions}: use typing.Optional/Union"
+
+
+def _annotations(tree: ast.AST) -> list[ast.expr | None]:
+    out: list[ast.expr | None] = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args
+            out += [a.annotation for a in args.posonlyargs + args.args + args.kwonlyargs] + [node.returns]
+            out += [a.annotation for a in (args.vararg, args.kwarg) if a is not None]
+        elif isinstance(node, ast.AnnAssign):
+            out.append(node.annotation)
+    return out
 
 
 def _lab_modules(folder: Path) -> set[str]:
     mods: set[str] = set()
-    for path in folder.rglob("*.py"):
+    for path in _py_files(folder):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.startswith("lab"):
                 mods.add(node.module)
