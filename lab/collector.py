@@ -21,11 +21,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from lab.agent.parsers import ToolOutputError, parse_dmesg, parse_runtime_log
+from lab.contract import AGENT_WORKDIR
 from lab.db.ingest import ingest_samples, store_artifact, store_preflight, upsert_unit
 from lab.db.models import Artifact, LogEvent, Run
 from lab.inventory import Host
 
-AGENT_WORKDIR = "/var/lib/lab-agent"
 # Polls and fetches of different nodes run side by side (each node's own are serialised by its lock).
 WORKERS = 16
 

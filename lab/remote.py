@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lab.contract import PI_DEVICETREE_DIR
 from lab.inventory import Host
 
 # paramiko logs a traceback from its transport thread for every unanswered banner; the result says it once.
@@ -115,7 +116,6 @@ echo "wheel=$(python3 -c 'import importlib.metadata as m; print(m.version("hailo
 echo "dkms=$(dkms status 2>/dev/null | grep -i hailo | tr '\n' ';')"
 echo "held=$(apt-mark showhold 2>/dev/null | tr '\n' ' ')"
 """.strip()
-PI_DEVICETREE_DIR = "/sys/firmware/devicetree/base"
 
 
 def node_probe(devicetree_dir: str = PI_DEVICETREE_DIR, vcgencmd: str = "vcgencmd") -> str:
