@@ -16,10 +16,9 @@ IMPORTED_INDIRECTLY = {
     "ansible-lint": "run as a program by tests/unit/test_ansible_content.py",
 }
 # Node side: the agent (with the contract it shares with the controller, carried in its zipapp) and the
-# emulated device run on a bare Debian/Raspberry Pi OS Python, 3.9 or later.
+# emulated device run on a bare Debian/Raspberry Pi OS Python (3.9 grammar: tests/unit/test_parsers.py).
 AGENT_SIDE = [PROJECT / "lab" / "agent", PROJECT / "lab" / "contract.py"]
 NODE_SIDE = AGENT_SIDE + [PROJECT / "lab" / "virtual" / "emulator" / "hailo_emu"]
-NODE_PYTHON = (3, 9)
 
 
 def _py_files(where: Path) -> list[Path]:
@@ -97,34 +96,6 @@ def test_node_side_code_imports_only_the_standard_library():
         if folder in AGENT_SIDE:  # lab.bundle ships lab/agent/ and lab/contract.py, nothing else of lab
             lab_imports = {m for m in _lab_modules(folder)}
             assert all(m.startswith("lab.agent") or m == "lab.contract" for m in lab_imports), lab_imports
-
-
-def test_node_side_code_is_python_3_9():
-    """Syntax of 3.9 (no `match`); annotations never evaluated there (postponed), and the agent's and the
-    contract's written with typing.Optional, not `X | None` (dataclass fields can be introspected at run time)."""
-    for where in NODE_SIDE:
-        for path in _py_files(where):
-            text = path.read_text()
-            tree = ast.parse(text, str(path), feature_version=NODE_PYTHON)
-            annotations = [a for a in _annotations(tree) if a is not None]
-            if annotations:
-                assert "from __future__ import annotations" in text, path
-            if where in AGENT_SIDE:
-                unions = [a.lineno for a in annotations for n in ast.walk(a)
-                          if isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr)]
-                assert unions == [], f"{path.relative_to(PROJECT)}:{unions}: use typing.Optional/Union"
-
-
-def _annotations(tree: ast.AST) -> list[ast.expr | None]:
-    out: list[ast.expr | None] = []
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            args = node.args
-            out += [a.annotation for a in args.posonlyargs + args.args + args.kwonlyargs] + [node.returns]
-            out += [a.annotation for a in (args.vararg, args.kwarg) if a is not None]
-        elif isinstance(node, ast.AnnAssign):
-            out.append(node.annotation)
-    return out
 
 
 def _lab_modules(folder: Path) -> set[str]:
