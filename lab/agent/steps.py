@@ -10,7 +10,8 @@ import subprocess
 import time
 from typing import Any, Dict, List, Optional
 
-from lab.contract import AgentSpec
+from lab.contract import (ARTIFACT, EVENT, IDENTITY, PHASE_END, PHASE_RESUME, PHASE_START, PREFLIGHT, SAMPLE, SYSTEM,
+                          AgentSpec)
 
 from . import kernel
 from .parsers import ToolOutputError, parse_benchmark, parse_errors, parse_identify, parse_version, run_throttling
@@ -129,7 +130,7 @@ class Agent:
     def _done_runs(self, index: int) -> int:
         """How many runs of step `index` an earlier attempt completed."""
         return max([int(r.get("run") or 0) for r in self.prior
-                    if r.get("step_index") == index and r.get("kind") == "sample" and not failed(r)] or [0])
+                    if r.get("step_index") == index and r.get("kind") == SAMPLE and not failed(r)] or [0])
 
     # ---- helpers ---------------------------------------------------------------------
     def record(self, kind: str, **fields: Any) -> Dict[str, Any]:
@@ -224,7 +225,7 @@ class Agent:
         # the Pi this HAT sits in (a HAT moves between Pis; the unit is keyed by the chip, the run records both)
         fields["host_serial"], fields["host_model"] = pi.serial, pi.model
         fields["host_identity"] = pi.to_dict()
-        self.record("identity", artifact=art, **fields)
+        self.record(IDENTITY, artifact=art, **fields)
         if ident.returncode != 0:
             raise DeviceFailure(fields["error"])
 
@@ -270,10 +271,10 @@ class Agent:
                 fields.update(self.telemetry())
                 log = self.runtime_log_after_run(index, k)
                 fields.update(cma_errors=log.get("cma_errors"), runtime_log=log.get("artifact"))
-                self.record("sample", **fields)
+                self.record(SAMPLE, **fields)
             else:
                 fields["error"] = self.failure(proc.stdout)
-                self.record("sample", **fields)
+                self.record(SAMPLE, **fields)
                 raise DeviceFailure("benchmark run %d failed: %s" % (k, fields["error"]))
             if step.get("gap"):
                 self.sleep(float(step["gap"]))
@@ -300,7 +301,7 @@ class Agent:
         try:
             hp, np = self._platform()
         except NodeFailure as exc:
-            self.record("sample", step="configure_cycles", step_index=index, run=self._done_runs(index) + 1,
+            self.record(SAMPLE, step="configure_cycles", step_index=index, run=self._done_runs(index) + 1,
                         runs=count, error=str(exc), infra=True)
             raise
         for k in range(self._done_runs(index) + 1, count + 1):
@@ -320,10 +321,10 @@ class Agent:
                     temp = self._temperature(vdevice)
             except Exception as exc:  # the device library raises its own exception tree
                 error = "%s: %s" % (type(exc).__name__, exc)
-                self.record("sample", step="configure_cycles", step_index=index, run=k, runs=count, error=error[:300])
+                self.record(SAMPLE, step="configure_cycles", step_index=index, run=k, runs=count, error=error[:300])
                 raise DeviceFailure("configure cycle %d failed: %s" % (k, error))
             self.nominal += elapsed
-            self.record("sample", step="configure_cycles", step_index=index, run=k, runs=count,
+            self.record(SAMPLE, step="configure_cycles", step_index=index, run=k, runs=count,
                         fps=round(frames / elapsed, 2), configures=k, **temp)
 
     def infer_continuous(self, index: int, step: Dict[str, Any]) -> None:
@@ -333,7 +334,7 @@ class Agent:
         try:
             hp, np = self._platform()
         except NodeFailure as exc:
-            self.record("sample", step="infer_continuous", step_index=index, run=1, error=str(exc), infra=True)
+            self.record(SAMPLE, step="infer_continuous", step_index=index, run=1, error=str(exc), infra=True)
             raise
         try:
             with hp.VDevice(hp.VDevice.create_params()) as vdevice:
@@ -352,14 +353,14 @@ class Agent:
                         done += elapsed
                         self.nominal += elapsed
                         k += 1
-                        self.record("sample", step="infer_continuous", step_index=index, run=k,
+                        self.record(SAMPLE, step="infer_continuous", step_index=index, run=k,
                                     fps=round(counted / elapsed, 2), inference_s=round(done, 1),
                                     **self._temperature(vdevice))
         except DeviceFailure:
             raise
         except Exception as exc:
             error = "%s: %s" % (type(exc).__name__, exc)
-            self.record("sample", step="infer_continuous", step_index=index, run=k + 1, error=error[:300])
+            self.record(SAMPLE, step="infer_continuous", step_index=index, run=k + 1, error=error[:300])
             raise DeviceFailure("continuous inference failed: %s" % error)
 
     def _temperature(self, vdevice=None) -> Dict[str, Any]:
@@ -376,7 +377,7 @@ class Agent:
         before = self._temperature()
         self.sleep(float(step.get("seconds") or 0))
         after = self._temperature()
-        self.record("event", step="cooldown", step_index=index, seconds=step.get("seconds"),
+        self.record(EVENT, step="cooldown", step_index=index, seconds=step.get("seconds"),
                     temp_before=before.get("temp_mean"), temp_after=after.get("temp_mean"))
 
     def _commands(self, step_name: str, index: int, commands: List[List[str]]) -> None:
@@ -387,7 +388,7 @@ class Agent:
             rcs.append(proc.returncode)
         art = self.save("%s-%d.txt" % (step_name, index), "\n".join(outputs))
         error = None if all(rc == 0 for rc in rcs) else "%s failed (exit %s)" % (step_name, rcs)
-        self.record("event", step=step_name, step_index=index, rc=max(rcs) if rcs else 0, error=error, artifact=art)
+        self.record(EVENT, step=step_name, step_index=index, rc=max(rcs) if rcs else 0, error=error, artifact=art)
 
     def driver_reload(self, index: int, step: Dict[str, Any]) -> None:
         module = self.spec.driver_module
@@ -409,7 +410,7 @@ class Agent:
                 fh.write("1")
         except OSError as exc:
             error = "pcie rescan failed: %s" % exc
-        self.record("event", step="pcie_rescan", step_index=index, devices=[os.path.basename(d) for d in hailo], error=error)
+        self.record(EVENT, step="pcie_rescan", step_index=index, devices=[os.path.basename(d) for d in hailo], error=error)
 
     def chip_reset(self, index: int, step: Dict[str, Any]) -> None:
         self._commands("chip_reset", index, [["hailortcli", "fw-control", "reset", "--reset-type", "chip"]])
@@ -437,7 +438,7 @@ class Agent:
             else:
                 continue
             art = self.save("collect-%d-%s.txt" % (index, item), text)
-            self.record("artifact", step="collect", step_index=index, item=item, rc=rc, artifact=art)
+            self.record(ARTIFACT, step="collect", step_index=index, item=item, rc=rc, artifact=art)
 
     def throttled_cmd(self) -> List[str]:
         """lab_throttled_cmd, else `<lab_vcgencmd> get_throttled`."""
@@ -545,7 +546,7 @@ class Agent:
         elif holders:
             error = ("%s: %s is held by %s; stop it before measuring, or name its service in the phase's stop_services"
                      % (node, self.dev_node, kernel.describe_holders(holders)))
-        self.record("preflight", ready=state["ready"], ready_s=kernel.seconds_since_boot() if state["ready"] else None,
+        self.record(PREFLIGHT, ready=state["ready"], ready_s=kernel.seconds_since_boot() if state["ready"] else None,
                     waited_s=round(time.monotonic() - started, 3), system_state=state["system"],
                     devices=state["devices"], driver=state["driver"], dev_node=state["dev_node"],
                     ntp_synchronized=state["ntp_synchronized"], holders=holders, stopped_services=stopped,
@@ -574,7 +575,7 @@ class Agent:
         if not services:
             return
         rcs = [self.tool(["systemctl", "start", "--", s], 120).returncode for s in services]
-        self.record("event", step="restart_services", services=services, rc=max(rcs),
+        self.record(EVENT, step="restart_services", services=services, rc=max(rcs),
                     error=None if max(rcs) == 0 else "restarting %s failed (exit %s)" % (services, rcs))
 
     def system(self) -> Dict[str, Any]:
@@ -614,24 +615,24 @@ class Agent:
         A phase interrupted earlier (controller killed, agent restarted) continues where its records
         end: finished steps and benchmark runs are not repeated, and a finished phase is not rerun.
         """
-        ended = [r for r in self.prior if r.get("kind") == "phase_end"]
+        ended = [r for r in self.prior if r.get("kind") == PHASE_END]
         if ended:
             return str(ended[-1].get("status") or "ok")
         status, error = "ok", None
         if self.prior:
-            self.record("phase_resume", after_seq=max(int(r.get("seq", 0)) for r in self.prior))
+            self.record(PHASE_RESUME, after_seq=max(int(r.get("seq", 0)) for r in self.prior))
             failures = [r for r in self.prior if failed(r) and r.get("step") in DEVICE_STEPS and not r.get("skipped")]
             if failures:
                 status = "infra_error" if failures[-1].get("infra") else "device_error"
                 error = str(failures[-1]["error"])
         else:
-            self.record("phase_start", steps=len(self.spec.steps))
-            self.record("system", **self.system())
+            self.record(PHASE_START, steps=len(self.spec.steps))
+            self.record(SYSTEM, **self.system())
             if any(s.get("kind") in DEVICE_STEPS for s in self.spec.steps):
                 refused = self.preflight()
                 if refused is not None:  # not the device's fault: the run ends as an infrastructure error
                     self.restart_services()
-                    self.record("phase_end", status="infra_error", error=refused)
+                    self.record(PHASE_END, status="infra_error", error=refused)
                     return "infra_error"
         started = {r.get("step_index") for r in self.prior}
         for index, step in enumerate(self.spec.steps):
@@ -640,7 +641,7 @@ class Agent:
                 continue  # done (or begun) by the interrupted attempt
             if kind in DEVICE_STEPS and status != "ok":
                 why = "device failure" if status == "device_error" else "node failure"
-                self.record("event", step=kind, step_index=index, skipped=True, error="skipped after %s" % why)
+                self.record(EVENT, step=kind, step_index=index, skipped=True, error="skipped after %s" % why)
                 continue
             handler = getattr(self, kind, None) if kind in DEVICE_STEPS + ("collect",) else None
             if handler is None:
@@ -654,9 +655,9 @@ class Agent:
                     status, error = "infra_error", "%s: %s" % (kind, exc)
             except Exception as exc:  # a bug or a broken node: the phase still ends, saying what failed
                 why = "%s step failed: %s: %s" % (kind, type(exc).__name__, exc)
-                self.record("event", step=kind, step_index=index, error=why[:300], infra=True)
+                self.record(EVENT, step=kind, step_index=index, error=why[:300], infra=True)
                 if status == "ok":
                     status, error = "infra_error", why
         self.restart_services()
-        self.record("phase_end", status=status, error=error)
+        self.record(PHASE_END, status=status, error=error)
         return status
