@@ -10,15 +10,17 @@ import zipfile
 from pathlib import Path
 
 AGENT_DIR = Path(__file__).resolve().parent / "agent"
+CONTRACT = Path(__file__).resolve().parent / "contract.py"  # the phase spec and record format, shared with the controller
 MAIN = "import runpy\nrunpy.run_module('lab.agent', run_name='__main__', alter_sys=True)\n"
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)  # fixed timestamps: the same sources give the same bytes (idempotent copy)
 
 
 def bundle_bytes() -> bytes:
-    """The zipapp's bytes: lab/__init__.py, lab/agent/*.py and a __main__ that runs the agent."""
+    """The zipapp's bytes: lab/__init__.py, lab/contract.py, lab/agent/*.py and a __main__ that runs the agent."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        entries = [("__main__.py", MAIN.encode()), ("lab/__init__.py", b'"""lab (node agent only)."""\n')]
+        entries = [("__main__.py", MAIN.encode()), ("lab/__init__.py", b'"""lab (node agent only)."""\n'),
+                   ("lab/contract.py", CONTRACT.read_bytes())]
         entries += [(f"lab/agent/{p.name}", p.read_bytes()) for p in sorted(AGENT_DIR.glob("*.py"))]
         for name, data in entries:
             info = zipfile.ZipInfo(name, FIXED_TIME)

@@ -7,12 +7,13 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.contract import AGENT_WORKDIR
 from lab.errors import ConfigError
 from lab.scenario import LoadedScenario
 from lab.steps import HefStep
 from lab.yamlload import Document, dotted, parse_yaml
 
-NODE_MODELS_DIR = "/var/lib/lab-agent/models"
+NODE_MODELS_DIR = f"{AGENT_WORKDIR}/models"
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 
+from lab.contract import AGENT_WORKDIR, DEV_NODE, PI_DEVICETREE_DIR
 from lab.inventory import Host
 
 _PROBE = r"""
@@ -15,21 +16,21 @@ hailortcli fw-control identify --extended 2>/dev/null | sed 's/^/identify|/'
 grep -E '^(Serial|Model|Revision)[[:space:]]*:' /proc/cpuinfo 2>/dev/null | sed 's/^/cpuinfo|/'
 echo "dt_serial=$(tr -d '\000' < "$DT/serial-number" 2>/dev/null)"
 echo "dt_model=$(tr -d '\000' < "$DT/model" 2>/dev/null)"
-echo "device=$(test -e /dev/hailo0 && echo present || echo absent)"
+echo "device=$(test -e "$DEV" && echo present || echo absent)"
 echo "throttled=$("$VCG" get_throttled 2>/dev/null | cut -d= -f2)"
-echo "lock=$(cat /var/lib/lab-agent/lock/campaign 2>/dev/null)"
+echo "lock=$(cat "$WORK/lock/campaign" 2>/dev/null)"
 echo "kernel=$(uname -r)"
 echo "packages=$(dpkg-query -W -f '${db:Status-Abbrev} ${Package}=${Version}\n' '*hailo*' dkms 2>/dev/null | awk '$1 == "ii" {printf "%s ", $2}')"
 echo "wheel=$(python3 -c 'import importlib.metadata as m; print(m.version("hailort"))' 2>/dev/null)"
 echo "dkms=$(dkms status 2>/dev/null | grep -i hailo | tr '\n' ';')"
 echo "held=$(apt-mark showhold 2>/dev/null | tr '\n' ' ')"
 """.strip()
-PI_DEVICETREE_DIR = "/sys/firmware/devicetree/base"
 
 
 def node_probe(devicetree_dir: str = PI_DEVICETREE_DIR, vcgencmd: str = "vcgencmd") -> str:
     """The probe `lab nodes` runs: the node's health, its HAT's identify --extended and the Pi's own identity."""
-    return f"DT={shlex.quote(devicetree_dir)}\nVCG={shlex.quote(vcgencmd)}\n{_PROBE}"
+    return (f"DT={shlex.quote(devicetree_dir)}\nVCG={shlex.quote(vcgencmd)}\nDEV={shlex.quote(DEV_NODE)}\n"
+            f"WORK={shlex.quote(AGENT_WORKDIR)}\n{_PROBE}")
 
 
 def host_probe(host: Host) -> str:

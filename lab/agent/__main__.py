@@ -8,6 +8,8 @@ import json
 import os
 import sys
 
+from lab.contract import AgentSpec, ContractError
+
 from .records import RecordLog
 from .steps import Agent
 
@@ -20,7 +22,12 @@ def main(argv=None) -> int:
     run.add_argument("spec")
     args = parser.parse_args(argv)
     with open(args.spec) as fh:
-        spec = json.load(fh)
+        data = json.load(fh)
+    try:
+        spec = AgentSpec.from_json(data)
+    except ContractError as exc:  # a controller and agent of different versions: say which field, not a traceback
+        print("lab-agent: error: %s: %s" % (args.spec, exc), file=sys.stderr)
+        return 2
     workdir = os.path.dirname(os.path.abspath(args.spec))
     # One phase at a time per campaign directory, even if a controller retries.
     lock = open(os.path.join(workdir, "agent.lock"), "w")
@@ -32,7 +39,7 @@ def main(argv=None) -> int:
         status = agent.run_phase()
     finally:
         log.close()
-    print(json.dumps({"phase": spec.get("phase"), "status": status, "last_seq": log.seq}))
+    print(json.dumps({"phase": spec.phase, "status": status, "last_seq": log.seq}))
     return 0
 
 

@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Dict, Optional
 
-PI_DEVICETREE_DIR = "/sys/firmware/devicetree/base"
+from lab.contract import PI_DEVICETREE_DIR
 CPUINFO = "/proc/cpuinfo"
 
 # The Raspberry Pi kernel's cpuinfo ends with `Revision\t: %04x`, `Serial\t\t: %s` and `Model\t\t: %s`.

@@ -8,6 +8,8 @@ import os
 import time
 from typing import Any, Dict, Iterator, List, Optional
 
+from lab.contract import RECORD_KINDS, RUN_HEADER, ArtifactRef, ContractError, Record
+
 
 class RecordLog:
     """Appends records with a sequence number that continues across agent runs (the node is the source of truth)."""
@@ -23,10 +25,12 @@ class RecordLog:
         own_like_parent(path)
 
     def append(self, kind: str, **fields: Any) -> Dict[str, Any]:
-        """Write one record and make it durable before returning it."""
+        """Write one record (a contract Record: header + the kind's fields) and make it durable before returning it."""
+        if kind not in RECORD_KINDS:
+            raise ContractError("record kind %r is not one of %s" % (kind, ", ".join(RECORD_KINDS)))
+        header = {k: fields.pop(k) for k in RUN_HEADER if k in fields}
         self.seq += 1
-        record = {"seq": self.seq, "ts": time.time(), "kind": kind}
-        record.update({k: v for k, v in fields.items() if v is not None})
+        record = Record(self.seq, time.time(), kind, body=fields, **header).to_json()
         self._fh.write(json.dumps(record, sort_keys=True) + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
@@ -84,7 +88,7 @@ def write_artifact(directory: str, name: str, data: bytes) -> Dict[str, Any]:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    return {"artifact": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    return ArtifactRef(name, hashlib.sha256(data).hexdigest(), len(data)).to_json()
 
 
 def node_facts() -> Dict[str, Optional[Any]]:

@@ -10,16 +10,17 @@ import subprocess
 import time
 from typing import Any, Dict, List, Optional
 
+from lab.contract import (ARTIFACT, EVENT, IDENTITY, PHASE_END, PHASE_RESUME, PHASE_START, PREFLIGHT, SAMPLE, SYSTEM,
+                          AgentSpec)
+
 from . import kernel
 from .parsers import ToolOutputError, parse_benchmark, parse_errors, parse_identify, parse_version, run_throttling
-from .pi import PI_DEVICETREE_DIR, read_pi_identity
+from .pi import read_pi_identity
 from .records import RecordLog, node_facts, write_artifact
 
 DEVICE_STEPS = ("identify", "benchmark", "configure_cycles", "infer_continuous", "cooldown",
                 "driver_reload", "pcie_rescan", "chip_reset")
-DEFAULT_HEF_DIRS = ("/usr/share/hailo-models",)
 TOOL_TIMEOUT_MARGIN = 120.0
-READY_TIMEOUT = 300.0  # seconds a node may take after boot to be ready to measure (real time, not scaled)
 READY_STATES = ("running", "degraded")  # `systemctl is-system-running`: boot finished (degraded: a unit failed)
 
 
@@ -107,29 +108,29 @@ class Agent:
 
     clock = time.monotonic  # a builtin: not bound to the instance
 
-    def __init__(self, spec: Dict[str, Any], log: RecordLog, workdir: str):
+    def __init__(self, spec: AgentSpec, log: RecordLog, workdir: str):
         self.spec = spec
         self.log = log
-        self.scale = float(spec.get("time_scale") or 1.0)
-        self.commands = spec.get("commands") or {}
+        self.scale = spec.time_scale
+        self.commands = spec.commands
         self.artifacts = os.path.join(workdir, "artifacts")
-        self.phase = spec["phase"]
-        self.base = {"run_key": spec.get("run_key"), "phase": self.phase, "phase_index": spec.get("phase_index")}
+        self.phase = spec.phase
+        self.base = {"run_key": spec.run_key, "phase": self.phase, "phase_index": spec.phase_index}
         self.nominal = 0.0  # nominal seconds elapsed in this phase (time-scale independent)
-        self.sysfs = spec.get("sysfs_root") or "/sys"
-        self.meminfo = spec.get("meminfo") or "/proc/meminfo"
-        self.dev_node = spec.get("dev_node") or "/dev/hailo0"
+        self.sysfs = spec.sysfs_root
+        self.meminfo = spec.meminfo
+        self.dev_node = spec.dev_node
         self.prior: List[Dict[str, Any]] = []  # this phase's records from an earlier, interrupted attempt
 
     def resume_from(self, records: List[Dict[str, Any]]) -> None:
         """Remember what an interrupted attempt of this phase already recorded, so nothing is measured twice."""
-        key = (self.spec.get("run_key"), self.spec.get("phase_index"))
+        key = (self.spec.run_key, self.spec.phase_index)
         self.prior = [r for r in records if (r.get("run_key"), r.get("phase_index")) == key]
 
     def _done_runs(self, index: int) -> int:
         """How many runs of step `index` an earlier attempt completed."""
         return max([int(r.get("run") or 0) for r in self.prior
-                    if r.get("step_index") == index and r.get("kind") == "sample" and not failed(r)] or [0])
+                    if r.get("step_index") == index and r.get("kind") == SAMPLE and not failed(r)] or [0])
 
     # ---- helpers ---------------------------------------------------------------------
     def record(self, kind: str, **fields: Any) -> Dict[str, Any]:
@@ -155,7 +156,7 @@ class Agent:
     def save(self, name: str, text: str) -> Dict[str, Any]:
         """Keep a file under a name unique per run and phase: a node that runs two stacks keeps both."""
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-        run = "".join(c if c.isalnum() else "_" for c in str(self.spec.get("run_key") or "0"))
+        run = "".join(c if c.isalnum() else "_" for c in str(self.spec.run_key or "0"))
         return write_artifact(self.artifacts, "run%s-%s-%s" % (run, self.phase, safe), text.encode())
 
     def sleep(self, nominal_seconds: float) -> None:
@@ -168,10 +169,10 @@ class Agent:
         """The HEF path on this node: as given, or found in the model directories."""
         hef = step["hef"]
         if isinstance(hef, dict):
-            hef = hef.get(self.spec.get("chip") or "", "")
+            hef = hef.get(self.spec.chip or "", "")
         if os.path.isabs(hef) or os.path.exists(hef):
             return hef
-        for directory in self.spec.get("hef_dirs") or DEFAULT_HEF_DIRS:
+        for directory in self.spec.hef_dirs:
             candidate = os.path.join(directory, hef)
             if os.path.exists(candidate):
                 return candidate
@@ -203,9 +204,9 @@ class Agent:
             argv = argv[:-1]
             ident = self.tool(argv, 60)
             transcript += "$ %s\n%s\n" % (" ".join(argv), ident.stdout)
-        driver_cmd = self.commands.get("driver_version") or ["modinfo", "-F", "version", self.spec.get("driver_module", "hailo1x_pci")]
+        driver_cmd = self.commands.get("driver_version") or ["modinfo", "-F", "version", self.spec.driver_module]
         driver = self.tool(list(driver_cmd), 60)
-        pi = read_pi_identity(self.spec.get("devicetree_dir") or PI_DEVICETREE_DIR)
+        pi = read_pi_identity(self.spec.devicetree_dir)
         fields: Dict[str, Any] = {"step": "identify", "step_index": index}
         art = self.save("identify-%d.txt" % index, "$ hailortcli --version\n%s\n%s$ %s\n%s"
                         % (version.stdout, transcript, " ".join(driver_cmd), driver.stdout))
@@ -224,7 +225,7 @@ class Agent:
         # the Pi this HAT sits in (a HAT moves between Pis; the unit is keyed by the chip, the run records both)
         fields["host_serial"], fields["host_model"] = pi.serial, pi.model
         fields["host_identity"] = pi.to_dict()
-        self.record("identity", artifact=art, **fields)
+        self.record(IDENTITY, artifact=art, **fields)
         if ident.returncode != 0:
             raise DeviceFailure(fields["error"])
 
@@ -270,10 +271,10 @@ class Agent:
                 fields.update(self.telemetry())
                 log = self.runtime_log_after_run(index, k)
                 fields.update(cma_errors=log.get("cma_errors"), runtime_log=log.get("artifact"))
-                self.record("sample", **fields)
+                self.record(SAMPLE, **fields)
             else:
                 fields["error"] = self.failure(proc.stdout)
-                self.record("sample", **fields)
+                self.record(SAMPLE, **fields)
                 raise DeviceFailure("benchmark run %d failed: %s" % (k, fields["error"]))
             if step.get("gap"):
                 self.sleep(float(step["gap"]))
@@ -300,7 +301,7 @@ class Agent:
         try:
             hp, np = self._platform()
         except NodeFailure as exc:
-            self.record("sample", step="configure_cycles", step_index=index, run=self._done_runs(index) + 1,
+            self.record(SAMPLE, step="configure_cycles", step_index=index, run=self._done_runs(index) + 1,
                         runs=count, error=str(exc), infra=True)
             raise
         for k in range(self._done_runs(index) + 1, count + 1):
@@ -320,10 +321,10 @@ class Agent:
                     temp = self._temperature(vdevice)
             except Exception as exc:  # the device library raises its own exception tree
                 error = "%s: %s" % (type(exc).__name__, exc)
-                self.record("sample", step="configure_cycles", step_index=index, run=k, runs=count, error=error[:300])
+                self.record(SAMPLE, step="configure_cycles", step_index=index, run=k, runs=count, error=error[:300])
                 raise DeviceFailure("configure cycle %d failed: %s" % (k, error))
             self.nominal += elapsed
-            self.record("sample", step="configure_cycles", step_index=index, run=k, runs=count,
+            self.record(SAMPLE, step="configure_cycles", step_index=index, run=k, runs=count,
                         fps=round(frames / elapsed, 2), configures=k, **temp)
 
     def infer_continuous(self, index: int, step: Dict[str, Any]) -> None:
@@ -333,7 +334,7 @@ class Agent:
         try:
             hp, np = self._platform()
         except NodeFailure as exc:
-            self.record("sample", step="infer_continuous", step_index=index, run=1, error=str(exc), infra=True)
+            self.record(SAMPLE, step="infer_continuous", step_index=index, run=1, error=str(exc), infra=True)
             raise
         try:
             with hp.VDevice(hp.VDevice.create_params()) as vdevice:
@@ -352,14 +353,14 @@ class Agent:
                         done += elapsed
                         self.nominal += elapsed
                         k += 1
-                        self.record("sample", step="infer_continuous", step_index=index, run=k,
+                        self.record(SAMPLE, step="infer_continuous", step_index=index, run=k,
                                     fps=round(counted / elapsed, 2), inference_s=round(done, 1),
                                     **self._temperature(vdevice))
         except DeviceFailure:
             raise
         except Exception as exc:
             error = "%s: %s" % (type(exc).__name__, exc)
-            self.record("sample", step="infer_continuous", step_index=index, run=k + 1, error=error[:300])
+            self.record(SAMPLE, step="infer_continuous", step_index=index, run=k + 1, error=error[:300])
             raise DeviceFailure("continuous inference failed: %s" % error)
 
     def _temperature(self, vdevice=None) -> Dict[str, Any]:
@@ -376,7 +377,7 @@ class Agent:
         before = self._temperature()
         self.sleep(float(step.get("seconds") or 0))
         after = self._temperature()
-        self.record("event", step="cooldown", step_index=index, seconds=step.get("seconds"),
+        self.record(EVENT, step="cooldown", step_index=index, seconds=step.get("seconds"),
                     temp_before=before.get("temp_mean"), temp_after=after.get("temp_mean"))
 
     def _commands(self, step_name: str, index: int, commands: List[List[str]]) -> None:
@@ -387,10 +388,10 @@ class Agent:
             rcs.append(proc.returncode)
         art = self.save("%s-%d.txt" % (step_name, index), "\n".join(outputs))
         error = None if all(rc == 0 for rc in rcs) else "%s failed (exit %s)" % (step_name, rcs)
-        self.record("event", step=step_name, step_index=index, rc=max(rcs) if rcs else 0, error=error, artifact=art)
+        self.record(EVENT, step=step_name, step_index=index, rc=max(rcs) if rcs else 0, error=error, artifact=art)
 
     def driver_reload(self, index: int, step: Dict[str, Any]) -> None:
-        module = self.spec.get("driver_module") or "hailo1x_pci"
+        module = self.spec.driver_module
         self._commands("driver_reload", index, [["modprobe", "-r", module], ["modprobe", module]])
 
     def pcie_rescan(self, index: int, step: Dict[str, Any]) -> None:
@@ -409,7 +410,7 @@ class Agent:
                 fh.write("1")
         except OSError as exc:
             error = "pcie rescan failed: %s" % exc
-        self.record("event", step="pcie_rescan", step_index=index, devices=[os.path.basename(d) for d in hailo], error=error)
+        self.record(EVENT, step="pcie_rescan", step_index=index, devices=[os.path.basename(d) for d in hailo], error=error)
 
     def chip_reset(self, index: int, step: Dict[str, Any]) -> None:
         self._commands("chip_reset", index, [["hailortcli", "fw-control", "reset", "--reset-type", "chip"]])
@@ -437,7 +438,7 @@ class Agent:
             else:
                 continue
             art = self.save("collect-%d-%s.txt" % (index, item), text)
-            self.record("artifact", step="collect", step_index=index, item=item, rc=rc, artifact=art)
+            self.record(ARTIFACT, step="collect", step_index=index, item=item, rc=rc, artifact=art)
 
     def throttled_cmd(self) -> List[str]:
         """lab_throttled_cmd, else `<lab_vcgencmd> get_throttled`."""
@@ -472,13 +473,13 @@ class Agent:
     def _device(self) -> Optional[Dict[str, str]]:
         """The Hailo PCI device of this node's chip (by vendor and device ID), else the first Hailo one."""
         devices = kernel.find_devices(self.sysfs)
-        want = kernel.CHIP_DEVICE_IDS.get(self.spec.get("chip") or "")
+        want = kernel.CHIP_DEVICE_IDS.get(self.spec.chip or "")
         return next((d for d in devices if d["device"] == want), devices[0] if devices else None)
 
     def runtime_log_after_run(self, index: int, k: int) -> Dict[str, Any]:
         """HailoRT 5.x (the Hailo-10H line): the chip-side runtime log right after run k, kept as that run's
         artifact, and how many CMA `alloc failed` lines are new in it (cma_errors)."""
-        if (self.spec.get("chip") or "") != "hailo10h":
+        if self.spec.chip != "hailo10h":
             return {}
         proc = self.tool(["hailortcli", "logs", "runtime"], 60)
         art = self.save("benchmark-%d-run%03d-runtime_log.txt" % (index, k), proc.stdout)
@@ -518,13 +519,13 @@ class Agent:
         """Before a measuring phase: stop the services the scenario names, wait until the node is ready,
         find the device by PCI vendor and device ID, check the inventory's chip, check nobody holds the
         device. Records what it found (a `preflight` record); returns the one-line reason to stop, or None."""
-        node = self.spec.get("node") or socket.gethostname()
+        node = self.spec.node or socket.gethostname()
         stopped = []
-        for service in self.spec.get("stop_services") or []:
+        for service in self.spec.stop_services:
             proc = self.tool(["systemctl", "stop", "--", str(service)], 120)
             stopped.append({"service": service, "rc": proc.returncode})
         started = time.monotonic()
-        timeout = float(self.spec.get("ready_timeout") or READY_TIMEOUT)
+        timeout = self.spec.ready_timeout
         state, mismatch = self.readiness(), None
         while True:
             device = self._device()
@@ -545,18 +546,18 @@ class Agent:
         elif holders:
             error = ("%s: %s is held by %s; stop it before measuring, or name its service in the phase's stop_services"
                      % (node, self.dev_node, kernel.describe_holders(holders)))
-        self.record("preflight", ready=state["ready"], ready_s=kernel.seconds_since_boot() if state["ready"] else None,
+        self.record(PREFLIGHT, ready=state["ready"], ready_s=kernel.seconds_since_boot() if state["ready"] else None,
                     waited_s=round(time.monotonic() - started, 3), system_state=state["system"],
                     devices=state["devices"], driver=state["driver"], dev_node=state["dev_node"],
                     ntp_synchronized=state["ntp_synchronized"], holders=holders, stopped_services=stopped,
-                    chip=self.spec.get("chip"), error=error)
+                    chip=self.spec.chip, error=error)
         return error
 
     def _chip_mismatch(self, node: str, device: Optional[Dict[str, str]]) -> Optional[str]:
         """The one-line error when the chip the inventory (else the stack) names is not the PCI device found."""
-        inventory = self.spec.get("inventory_chip")
-        mismatch = kernel.chip_mismatch(node, inventory or self.spec.get("chip"), device["device"] if device else None)
-        if mismatch and not inventory and "inventory_chip" in self.spec:
+        inventory = self.spec.inventory_chip
+        mismatch = kernel.chip_mismatch(node, inventory or self.spec.chip, device["device"] if device else None)
+        if mismatch and not inventory:
             mismatch = mismatch.replace("the inventory says lab_chip", "the stack is for", 1)
         return mismatch
 
@@ -570,11 +571,11 @@ class Agent:
 
     def restart_services(self) -> None:
         """Start again the services the pre-flight stopped: the node is left as its owner had it."""
-        services = [str(s) for s in self.spec.get("stop_services") or []]
+        services = [str(s) for s in self.spec.stop_services]
         if not services:
             return
         rcs = [self.tool(["systemctl", "start", "--", s], 120).returncode for s in services]
-        self.record("event", step="restart_services", services=services, rc=max(rcs),
+        self.record(EVENT, step="restart_services", services=services, rc=max(rcs),
                     error=None if max(rcs) == 0 else "restarting %s failed (exit %s)" % (services, rcs))
 
     def system(self) -> Dict[str, Any]:
@@ -614,33 +615,33 @@ class Agent:
         A phase interrupted earlier (controller killed, agent restarted) continues where its records
         end: finished steps and benchmark runs are not repeated, and a finished phase is not rerun.
         """
-        ended = [r for r in self.prior if r.get("kind") == "phase_end"]
+        ended = [r for r in self.prior if r.get("kind") == PHASE_END]
         if ended:
             return str(ended[-1].get("status") or "ok")
         status, error = "ok", None
         if self.prior:
-            self.record("phase_resume", after_seq=max(int(r.get("seq", 0)) for r in self.prior))
+            self.record(PHASE_RESUME, after_seq=max(int(r.get("seq", 0)) for r in self.prior))
             failures = [r for r in self.prior if failed(r) and r.get("step") in DEVICE_STEPS and not r.get("skipped")]
             if failures:
                 status = "infra_error" if failures[-1].get("infra") else "device_error"
                 error = str(failures[-1]["error"])
         else:
-            self.record("phase_start", steps=len(self.spec.get("steps") or []))
-            self.record("system", **self.system())
-            if any(s.get("kind") in DEVICE_STEPS for s in self.spec.get("steps") or []):
+            self.record(PHASE_START, steps=len(self.spec.steps))
+            self.record(SYSTEM, **self.system())
+            if any(s.get("kind") in DEVICE_STEPS for s in self.spec.steps):
                 refused = self.preflight()
                 if refused is not None:  # not the device's fault: the run ends as an infrastructure error
                     self.restart_services()
-                    self.record("phase_end", status="infra_error", error=refused)
+                    self.record(PHASE_END, status="infra_error", error=refused)
                     return "infra_error"
         started = {r.get("step_index") for r in self.prior}
-        for index, step in enumerate(self.spec.get("steps") or []):
+        for index, step in enumerate(self.spec.steps):
             kind = step.get("kind")
             if index in started and kind not in ("benchmark", "configure_cycles"):
                 continue  # done (or begun) by the interrupted attempt
             if kind in DEVICE_STEPS and status != "ok":
                 why = "device failure" if status == "device_error" else "node failure"
-                self.record("event", step=kind, step_index=index, skipped=True, error="skipped after %s" % why)
+                self.record(EVENT, step=kind, step_index=index, skipped=True, error="skipped after %s" % why)
                 continue
             handler = getattr(self, kind, None) if kind in DEVICE_STEPS + ("collect",) else None
             if handler is None:
@@ -654,9 +655,9 @@ class Agent:
                     status, error = "infra_error", "%s: %s" % (kind, exc)
             except Exception as exc:  # a bug or a broken node: the phase still ends, saying what failed
                 why = "%s step failed: %s: %s" % (kind, type(exc).__name__, exc)
-                self.record("event", step=kind, step_index=index, error=why[:300], infra=True)
+                self.record(EVENT, step=kind, step_index=index, error=why[:300], infra=True)
                 if status == "ok":
                     status, error = "infra_error", why
         self.restart_services()
-        self.record("phase_end", status=status, error=error)
+        self.record(PHASE_END, status=status, error=error)
         return status

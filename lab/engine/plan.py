@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import inventory as inventory_mod
+from lab.contract import HEF_DIRS, MEMINFO, PI_DEVICETREE_DIR, SYSFS_ROOT, AgentSpec, NodePhaseSpec, driver_module_for
 from lab.errors import ConfigError
 from lab.inputs import load_scenario_file
 from lab.inventory import Host, Inventory
@@ -20,7 +21,6 @@ from lab.sources import installs_for
 from lab.stack import Stack
 from lab.steps import ProvisionStep
 
-CHIP_MODULE = {"hailo10h": "hailo1x_pci", "hailo8": "hailo_pci", "hailo8l": "hailo_pci"}
 # Inventory variables that name node commands (strings are split like a shell would, never run by one).
 COMMAND_VARS = {"kernel_log": "lab_kernel_log_cmd", "pcie_remove": "lab_pcie_remove_cmd",
                 "pcie_rescan": "lab_pcie_rescan_cmd", "driver_version": "lab_driver_version_cmd",
@@ -168,7 +168,7 @@ def host_phase_spec(campaign: str, plan: Plan, phase_index: int, run_id: int, ho
                     reboot: bool = True) -> dict:
     """Everything one node needs for one phase, as data: reboot, provisioning, and the agent's steps.
 
-    `reboot=False`: an interrupted attempt already rebooted for this phase; its agent resumes."""
+    The contract's NodePhaseSpec as JSON (phase.yml reads it as lab_phase_specs[host]). `reboot=False`: an interrupted attempt already rebooted for this phase; its agent resumes."""
     scenario = plan.loaded.scenario
     phase = scenario.phases[phase_index]
     chip = host.chip or stack.chip
@@ -194,35 +194,29 @@ def host_phase_spec(campaign: str, plan: Plan, phase_index: int, run_id: int, ho
             used[model.node_path] = model.sha256
         steps.append(data)
     commands = {key: _argv(host.vars.get(var)) for key, var in COMMAND_VARS.items()}
-    return {
-        "reboot": phase.reboot and reboot,
-        "reboot_timeout": scenario.reboot_timeout,
-        "purge": purge,
-        "stack": stack_data,
-        "models": used,
-        "timeout": int(phase_seconds(phase, host.time_scale)),
-        "poll": poll_seconds(phase, host.time_scale),
-        "agent": {
-            "campaign": campaign,
-            "run_key": str(run_id),
-            "phase": phase.name,
-            "phase_index": phase_index,
-            "time_scale": host.time_scale,
-            "chip": chip,
-            "driver_module": host.vars.get("lab_driver_module") or CHIP_MODULE.get(chip or "", "hailo1x_pci"),
-            "hef_dirs": host.vars.get("lab_hef_dirs") or ["/usr/share/hailo-models"],
-            "node": host.name,
-            "inventory_chip": host.chip,  # the pre-flight checks it against the PCI device ID
-            # kernel interfaces: /sys and /proc/meminfo on a Pi, the emulator's files on a virtual node
-            "sysfs_root": host.vars.get("lab_sysfs_root") or "/sys",
-            "meminfo": host.vars.get("lab_meminfo") or "/proc/meminfo",
-            "stop_services": list(phase.stop_services),
-            "commands": {k: v for k, v in commands.items() if v},
-            # where the Pi's devicetree is (a real Pi's by default; a virtual node's stand-in)
-            "devicetree_dir": host.vars.get("lab_devicetree_dir") or "/sys/firmware/devicetree/base",
-            "steps": steps,
-        },
-    }
+    agent = AgentSpec(
+        campaign=campaign,
+        run_key=str(run_id),
+        phase=phase.name,
+        phase_index=phase_index,
+        time_scale=host.time_scale,
+        chip=chip,
+        driver_module=host.vars.get("lab_driver_module") or driver_module_for(chip),
+        hef_dirs=host.vars.get("lab_hef_dirs") or list(HEF_DIRS),
+        node=host.name,
+        inventory_chip=host.chip,  # the pre-flight checks it against the PCI device ID
+        # kernel interfaces: /sys and /proc/meminfo on a Pi, the emulator's files on a virtual node
+        sysfs_root=host.vars.get("lab_sysfs_root") or SYSFS_ROOT,
+        meminfo=host.vars.get("lab_meminfo") or MEMINFO,
+        stop_services=list(phase.stop_services),
+        commands={k: v for k, v in commands.items() if v},
+        # where the Pi's devicetree is (a real Pi's by default; a virtual node's stand-in)
+        devicetree_dir=host.vars.get("lab_devicetree_dir") or PI_DEVICETREE_DIR,
+        steps=steps,
+    )
+    return NodePhaseSpec(reboot=phase.reboot and reboot, reboot_timeout=scenario.reboot_timeout, purge=purge,
+                         stack=stack_data, models=used, timeout=int(phase_seconds(phase, host.time_scale)),
+                         poll=poll_seconds(phase, host.time_scale), agent=agent).to_json()
 
 
 def new_campaign_name(scenario: str) -> str:

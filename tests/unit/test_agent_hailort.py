@@ -10,6 +10,7 @@ import pytest
 
 from lab.agent.records import RecordLog, read_records
 from lab.agent.steps import Agent, Buffers
+from lab.contract import AgentSpec
 from lab.virtual.emulator import packages
 from lab.virtual.emulator.hailo_emu import hw, kernel, wallclock
 from lab.virtual.emulator.sandbox import Sandbox, release_for
@@ -54,7 +55,7 @@ def agent(tmp_path, steps: list) -> Agent:
             "sysfs_root": os.path.join(paths.state_dir, kernel.SYSFS_DIR),
             "meminfo": os.path.join(paths.state_dir, kernel.MEMINFO_FILE), "dev_node": paths.dev_node,
             "ready_timeout": 5}
-    return Agent(spec, RecordLog(str(tmp_path / "records.jsonl")), str(tmp_path))
+    return Agent(AgentSpec.from_json(spec), RecordLog(str(tmp_path / "records.jsonl")), str(tmp_path))
 
 
 def samples(tmp_path) -> list:

@@ -16,14 +16,21 @@ IMPORTED_INDIRECTLY = {
     "ansible-lint": "run as a program by tests/unit/test_ansible_content.py",
     "import-linter": "run as a program (lint-imports) by tests/unit/test_import_structure.py",
 }
-# Node side: the agent and the emulated device run on a bare Debian/Raspberry Pi OS Python.
-NODE_SIDE = [PROJECT / "lab" / "agent", PROJECT / "lab" / "virtual" / "emulator" / "hailo_emu"]
+# Node side: the agent (with the contract it shares with the controller, carried in its zipapp) and the
+# emulated device run on a bare Debian/Raspberry Pi OS Python (3.9 grammar: tests/unit/test_parsers.py).
+AGENT_SIDE = [PROJECT / "lab" / "agent", PROJECT / "lab" / "contract.py"]
+NODE_SIDE = AGENT_SIDE + [PROJECT / "lab" / "virtual" / "emulator" / "hailo_emu"]
+
+
+def _py_files(where: Path) -> list[Path]:
+    """A module file itself, or every module under a folder."""
+    return [where] if where.is_file() else sorted(where.rglob("*.py"))
 
 
 def _top_level_imports(folder: Path) -> dict[str, str]:
     """Top-level module name -> first file:line that imports it (absolute imports only)."""
     found: dict[str, str] = {}
-    for path in sorted(folder.rglob("*.py")):
+    for path in _py_files(folder):
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
             names: list[str] = []
@@ -85,16 +92,16 @@ def test_node_side_code_imports_only_the_standard_library():
         imports = _top_level_imports(folder)
         # the agent drives HailoRT's Python binding, which Hailo's packages (or the emulator) put on the node
         # (and numpy, which python3-hailort depends on: pyhailort's buffers are numpy arrays)
-        own = {"lab", "hailo_platform", "numpy"} if folder.name == "agent" else {"hailo_emu", "hailo_platform"}
+        own = {"lab", "hailo_platform", "numpy"} if folder in AGENT_SIDE else {"hailo_emu", "hailo_platform"}
         assert _third_party(imports, own) == {}, folder
-        if folder.name == "agent":
+        if folder in AGENT_SIDE:  # lab.bundle ships lab/agent/ and lab/contract.py, nothing else of lab
             lab_imports = {m for m in _lab_modules(folder)}
-            assert all(m.startswith("lab.agent") for m in lab_imports), lab_imports
+            assert all(m.startswith("lab.agent") or m == "lab.contract" for m in lab_imports), lab_imports
 
 
 def _lab_modules(folder: Path) -> set[str]:
     mods: set[str] = set()
-    for path in folder.rglob("*.py"):
+    for path in _py_files(folder):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.startswith("lab"):
                 mods.add(node.module)

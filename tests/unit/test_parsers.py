@@ -134,9 +134,10 @@ def test_benchmark_collects_the_throttling_states_it_logged() -> None:
     assert parsers.parse_benchmark((HAILO / "benchmark_h10_5.1.1_resnet.txt").read_text()).throttling_states == []
 
 
-# --- the agent runs on nodes: stdlib only, Python 3.9 grammar, no lab imports -----------------
+# --- the agent runs on nodes: stdlib only, Python 3.9 grammar, of lab only the contract ------------
 
-AGENT_SOURCES = sorted(AGENT.glob("*.py"))
+# the agent's modules and the contract it shares with the controller (lab.bundle ships both)
+AGENT_SOURCES = sorted(AGENT.glob("*.py")) + [AGENT.parent / "contract.py"]
 
 
 @pytest.mark.parametrize("path", AGENT_SOURCES, ids=[p.name for p in AGENT_SOURCES])
@@ -146,12 +147,12 @@ def test_agent_module_is_stdlib_only_and_python39(path: Path) -> None:
         if isinstance(node, ast.Import):
             roots = {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            roots = {(node.module or "").split(".")[0]}
+            roots = {"lab.contract" if node.module == "lab.contract" else (node.module or "").split(".")[0]}
         else:
             roots = set()
         # hailo_platform is the node's own Hailo library (python3-hailort), imported only where a step needs it,
         # with numpy, which python3-hailort depends on (pyhailort's buffers are numpy arrays)
-        assert roots <= set(sys.stdlib_module_names) | {"__future__", "hailo_platform", "numpy"}, \
+        assert roots <= set(sys.stdlib_module_names) | {"__future__", "hailo_platform", "numpy", "lab.contract"}, \
             f"{path.name} imports {roots}"
         annotation = getattr(node, "annotation", None) or getattr(node, "returns", None)
         if annotation is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lab.contract import MEMINFO, PI_DEVICETREE_DIR, SYSFS_ROOT
 from lab.virtual.emulator.hailo_emu import tables
 
 # The only variables in which a virtual node's inventory differs from a Pi's, besides its address, SSH
@@ -12,8 +13,7 @@ KERNEL_INTERFACE_VARS = (
     "lab_sysfs_root", "lab_meminfo", "lab_vcgencmd", "lab_devicetree_dir",
 )
 
-# Where the Pi's devicetree is: a real Pi's, and the node's stand-in (written by lab.virtual.node.write_hw).
-PI_DEVICETREE_DIR = "/sys/firmware/devicetree/base"
+# Where the Pi's devicetree is on a virtual node: its stand-in (written by lab.virtual.node.write_hw).
 VIRTUAL_DEVICETREE_DIR = "/lab/hw/devicetree"
 
 # The emulator's kernel view (hailo_emu/kernel.py): its sysfs subset and meminfo under its state directory.
@@ -50,8 +50,8 @@ def real_pi_vars(chip: str = "hailo10h") -> dict:
     module = tables.CHIPS[chip]["module"]
     return {
         "lab_kernel_log_cmd": "dmesg",
-        "lab_sysfs_root": "/sys",
-        "lab_meminfo": "/proc/meminfo",
+        "lab_sysfs_root": SYSFS_ROOT,
+        "lab_meminfo": MEMINFO,
         "lab_vcgencmd": "vcgencmd",
         "lab_driver_module": module,
         "lab_driver_version_cmd": "modinfo -F version %s" % module,
