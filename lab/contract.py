@@ -1,6 +1,6 @@
 """The controller-agent contract: the phase spec the controller hands a node and the records the agent writes back.
 
-Both sides import this module: the controller (lab.orchestrator builds a NodePhaseSpec) and the node agent
+Both sides import this module: the controller (lab.engine.plan builds a NodePhaseSpec) and the node agent
 (the zipapp carries this file; the agent reads an AgentSpec and writes Records). It is therefore stdlib
 only and runs on Python >= 3.9 (a Raspberry Pi OS or Debian bullseye python3), like lab/agent/.
 """

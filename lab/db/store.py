@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 from lab.agent.parsers import ToolOutputError, parse_dmesg, parse_runtime_log
 from lab.analysis import RunSample
 from lab.db.ingest import get_or_create_stack, ingest_samples, store_artifact, store_preflight, upsert_unit
+from lab.contract import IDENTITY, PREFLIGHT, Record
 from lab.db.models import Artifact, Campaign, LogEvent, Phase, Run, Sample
+from lab.engine.collect import runs_of
 from lab.engine.plan import Plan, StoredRun
 from lab.engine.ports import StoredCampaign
 from lab.engine.state import CampaignFinished, Effect, PhaseClosed, PhaseStarted, RunFailed, RunStarted
@@ -92,25 +94,19 @@ class SqlStore:
         campaign.status, campaign.exit_status, campaign.finished_at = done.status, done.exit_status, now()
 
     # ---- records and artifacts --------------------------------------------------------------
-    def ingest(self, campaign: str, campaign_id: int, host: Host, records: list[dict]) -> int:
-        by_run: dict[int, list[dict]] = {}
-        for rec in records:
-            try:
-                run_id = int(rec.get("run_key"))
-            except (TypeError, ValueError):
-                continue
-            rec = dict(rec)
-            rec.setdefault("step", rec.get("kind"))
-            by_run.setdefault(run_id, []).append(rec)
+    def ingest(self, campaign: str, campaign_id: int, host: Host, records: list[Record]) -> int:
         added = 0
         with Session(self.engine) as session, session.begin():
-            for run_id, recs in by_run.items():
-                added += ingest_samples(session, run_id, recs)
-                for rec in recs:
-                    if rec.get("kind") == "identity" and isinstance(rec.get("identity"), dict):
+            for run_id, recs in runs_of(records).items():
+                rows = [rec.to_json() for rec in recs]
+                for row in rows:
+                    row.setdefault("step", row["kind"])  # a record without a step is stored under its kind
+                added += ingest_samples(session, run_id, rows)
+                for rec, row in zip(recs, rows):
+                    if rec.kind == IDENTITY and isinstance(rec.body.get("identity"), dict):
                         _identity(session, run_id, campaign, host, rec)
-                    elif rec.get("kind") == "preflight":
-                        store_preflight(session, run_id, rec)
+                    elif rec.kind == PREFLIGHT:
+                        store_preflight(session, run_id, row)
         return added
 
     def stored_artifacts(self, campaign_id: int, node: str) -> set[str]:
@@ -169,9 +165,9 @@ def _phase(session: Session, run_id: int, index: int) -> Phase:
     return session.scalar(select(Phase).where(Phase.run_id == run_id, Phase.index == index))
 
 
-def _identity(session: Session, run_id: int, campaign: str, host: Host, rec: dict) -> None:
+def _identity(session: Session, run_id: int, campaign: str, host: Host, rec: Record) -> None:
     """The unit (HAT) the chip names, and the Pi it sat in for this run (the record's own host fields)."""
-    ident = rec["identity"]
+    ident = rec.body["identity"]
     arch = (ident.get("architecture") or "").lower() or host.chip
     reported = {k: v for k, v in ident.items() if k not in ("messages", "statuses") and v not in (None, [], "")}
     unit = upsert_unit(session, host.name, serial=ident.get("serial_number"), soc_id=ident.get("soc_id"),
@@ -182,10 +178,10 @@ def _identity(session: Session, run_id: int, campaign: str, host: Host, rec: dic
         return
     if run.unit_id is None:
         run.unit_id = unit.id
-    if rec.get("host_serial"):
-        run.host_serial = str(rec["host_serial"])[:64]
-    if rec.get("host_model"):
-        run.host_model = str(rec["host_model"])[:128]
+    if rec.body.get("host_serial"):
+        run.host_serial = str(rec.body["host_serial"])[:64]
+    if rec.body.get("host_model"):
+        run.host_model = str(rec.body["host_model"])[:128]
 
 
 def log_events(campaign_id: int, artifact: str, data: bytes, run_id: int, node: str) -> list[LogEvent]:

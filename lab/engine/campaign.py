@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lab.contract import AGENT_WORKDIR
+from lab.contract import AGENT_WORKDIR, Record
 from lab.engine.collect import Collector
 from lab.engine.plan import Plan, check_campaign_name, host_phase_spec, new_campaign_name, replan, rounds
 from lab.engine.ports import AgentFiles, Executor, StoredCampaign, Store
@@ -61,7 +61,7 @@ class CampaignEngine:
                 self.on_record(effect.node, {"kind": "phase_end", "phase": effect.phase, "status": effect.status,
                                              "error": effect.error})
 
-    def _read(self, run_id: int, records: list[dict]) -> None:
+    def _read(self, run_id: int, records: list[Record]) -> None:
         with self._lock:
             self.state.records_read(run_id, records)
 

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.contract import PHASE_END, PHASE_START, SAMPLE, Record
 from lab.engine.ports import AgentFiles, Store
 from lab.inventory import Host
 
@@ -28,28 +29,34 @@ class NodeCursor:
     artifacts: dict[str, tuple[int, str]] = field(default_factory=dict)  # name -> (run id, sha256)
 
 
-def parse_records(data: bytes) -> tuple[list[dict], int]:
+def parse_records(data: bytes) -> tuple[list[Record], int]:
     """The complete records at the start of `data` and how many bytes they took (a record still being
-    written waits for the next read)."""
+    written waits for the next read). A line that is not a record (torn by a power cut) is skipped."""
     end = data.rfind(b"\n") + 1
     records = []
     for line in data[:end].splitlines():
         try:
-            records.append(json.loads(line))
-        except ValueError:
+            records.append(Record.from_json(json.loads(line)))
+        except (ValueError, TypeError):  # ContractError is a ValueError
             continue
     return records, end
 
 
-def runs_of(records: list[dict]) -> dict[int, list[dict]]:
-    """Records by the run they belong to (their run_key); records without one are not a run's."""
-    by_run: dict[int, list[dict]] = {}
+def run_id_of(record: Record) -> int | None:
+    """The run a record belongs to (its run_key is the controller's run id), None for a node-wide record."""
+    try:
+        return int(record.run_key) if record.run_key is not None else None
+    except ValueError:
+        return None
+
+
+def runs_of(records: list[Record]) -> dict[int, list[Record]]:
+    """Records by the run they belong to; records without one are not a run's."""
+    by_run: dict[int, list[Record]] = {}
     for rec in records:
-        try:
-            run_id = int(rec.get("run_key"))
-        except (TypeError, ValueError):
-            continue
-        by_run.setdefault(run_id, []).append(rec)
+        run_id = run_id_of(rec)
+        if run_id is not None:
+            by_run.setdefault(run_id, []).append(rec)
     return by_run
 
 
@@ -57,7 +64,7 @@ class Collector:
     """Reads new records from every node (from its last offset), stores them, and tells the engine."""
 
     def __init__(self, files: AgentFiles, store: Store, campaign: str, campaign_id: int, hosts: list[Host],
-                 on_read: Callable[[int, list[dict]], None] | None = None,
+                 on_read: Callable[[int, list[Record]], None] | None = None,
                  on_record: Callable[[str, dict], None] | None = None):
         self.files = files
         self.store = store
@@ -107,21 +114,22 @@ class Collector:
             cur.offset += used
             return self.ingest(cur, records)
 
-    def ingest(self, cur: NodeCursor, records: list[dict]) -> int:
+    def ingest(self, cur: NodeCursor, records: list[Record]) -> int:
         """Store records (every kind, keyed by run and node-side seq), then tell the engine and the display."""
-        for run_id, recs in runs_of(records).items():
+        by_run = runs_of(records)
+        for run_id, recs in by_run.items():
             for rec in recs:
-                for art in (rec.get("artifact"), rec.get("runtime_log")):  # a benchmark sample names two
-                    if isinstance(art, dict) and art.get("artifact"):
-                        cur.artifacts[str(art["artifact"])] = (run_id, str(art.get("sha256")))
+                for art in rec.artifacts():  # a benchmark sample on a Hailo-10H names two
+                    cur.artifacts[art.name] = (run_id, art.sha256)
         added = self.store.ingest(self.campaign, self.campaign_id, cur.host, records)
         if self.on_read is not None:
-            for run_id, recs in runs_of(records).items():
+            for run_id, recs in by_run.items():
                 self.on_read(run_id, recs)
         for rec in records:
-            cur.last = rec if rec.get("kind") in ("sample", "phase_start", "phase_end") else cur.last
+            if rec.kind in (SAMPLE, PHASE_START, PHASE_END):
+                cur.last = rec.to_json()
             if self.on_record:
-                self.on_record(cur.host.name, rec)
+                self.on_record(cur.host.name, rec.to_json())
         return added
 
     def fetch_artifacts(self, name: str, timeout: float = 120.0) -> int:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from lab.analysis import RunSample
+from lab.contract import Record
 from lab.engine.plan import Plan, StoredRun
 from lab.engine.ports import StoredCampaign
 from lab.engine.state import (CampaignFinished, Effect, NodeResult, PhaseClosed, PhaseStarted, RunFailed,
@@ -166,13 +167,12 @@ class MemoryStore:
                     campaign.runs[run_id].update(verdict=verdict, status="done")
                 campaign.status, campaign.exit_status = effect.status, effect.exit_status
 
-    def ingest(self, campaign: str, campaign_id: int, host: Host, records: list[dict]) -> int:
+    def ingest(self, campaign: str, campaign_id: int, host: Host, records: list[Record]) -> int:
         added = 0
         for rec in records:
-            run_id = int(rec["run_key"])
-            stored = self.campaigns[campaign].records[run_id]
-            if rec["seq"] not in stored:
-                stored[rec["seq"]] = dict(rec)
+            stored = self.campaigns[campaign].records[int(rec.run_key)]
+            if rec.seq not in stored:
+                stored[rec.seq] = rec.to_json()
                 added += 1
         return added
 

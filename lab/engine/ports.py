@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from lab.analysis import RunSample
+from lab.contract import Record
 from lab.engine.plan import Plan, StoredRun
 from lab.engine.state import Effect, NodeResult
 from lab.inventory import Host
@@ -75,7 +76,7 @@ class Store(Protocol):
     def apply(self, effects: Sequence[Effect]) -> None:
         """Record the state machine's transitions."""
 
-    def ingest(self, campaign: str, campaign_id: int, host: Host, records: list[dict]) -> int:
+    def ingest(self, campaign: str, campaign_id: int, host: Host, records: list[Record]) -> int:
         """Store records (idempotent by run and record number) and what they tell about the unit; returns
         how many were new."""
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.analysis import RunSample, classify_run
+from lab.contract import PHASE_END, PHASE_RESUME, PHASE_START, Record
 
 OPEN = ("pending", "running")  # a phase (or run) not finished yet
-STARTS = ("phase_start", "phase_resume")
 
 
 # ---- state --------------------------------------------------------------------------------------
@@ -169,25 +169,23 @@ class CampaignState:
         return [PhaseStarted(r.run_id, index) for r in runs]
 
     # ---- events -----------------------------------------------------------------------------
-    def records_read(self, run_id: int, records: Iterable[Mapping[str, Any]]) -> None:
+    def records_read(self, run_id: int, records: Iterable[Record]) -> None:
         """Records of one run reached the database: how far it is read, which phases began, how they ended."""
         run = self.runs.get(run_id)
         if run is None:
             return
         for rec in records:
-            seq = rec.get("seq")
-            if isinstance(seq, int):
-                run.last_read = max(run.last_read, seq)
-            index = rec.get("phase_index")
+            run.last_read = max(run.last_read, rec.seq)
+            index = rec.phase_index
             if not isinstance(index, int) or not 0 <= index < len(run.phases):
                 continue
-            phase, kind = run.phases[index], rec.get("kind")
-            if kind in STARTS:
+            phase = run.phases[index]
+            if rec.kind in (PHASE_START, PHASE_RESUME):
                 phase.begun = True
-            if kind == "phase_start":
-                phase.boot_id = rec.get("boot_id")
-            elif kind == "phase_end":
-                phase.agent_end = (str(rec.get("status") or "ok"), rec.get("error"))
+            if rec.kind == PHASE_START:
+                phase.boot_id = rec.body.get("boot_id")
+            elif rec.kind == PHASE_END:
+                phase.agent_end = (str(rec.body.get("status") or "ok"), rec.body.get("error"))
 
     def phase_result(self, run: RunState, index: int, result: NodeResult) -> list[Effect]:
         """A node's outcome of phase `index`: the phase closes; the run fails if the node or its agent did."""

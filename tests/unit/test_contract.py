@@ -97,7 +97,7 @@ def test_phase_yml_reads_only_fields_of_the_node_phase_spec():
 
 
 def test_the_controllers_phase_spec_is_a_valid_contract(tmp_path, monkeypatch):
-    from lab.orchestrator import host_phase_spec, plan_campaign
+    from lab.engine.plan import host_phase_spec, plan_campaign
 
     (tmp_path / "rack.yml").write_text("""all:
   hosts:

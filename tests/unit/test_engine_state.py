@@ -5,12 +5,18 @@ from __future__ import annotations
 import pytest
 
 from lab.analysis import RunSample
+from lab.contract import Record
 from lab.engine.state import (CampaignFinished, CampaignState, NodeResult, PhaseClosed, PhaseStarted, RunFailed,
                               RunStarted, run_verdict)
 
 PATH = "/var/lib/lab-agent/c1/records.jsonl"
 MISSING = ("configure_cycles: HailoRT's Python binding is not installed (no hailo_platform: python3-hailort, "
            "python3-h10-hailort or Hailo's hailort wheel): No module named 'hailo_platform'")
+
+
+def recs(dicts) -> list[Record]:
+    """Records as the collector hands them over (seq and kind given, a timestamp added)."""
+    return [Record.from_json({"ts": 1.8e9, **d}) for d in dicts]
 
 
 def state(nodes=("node1", "node2"), phases=("provision", "measure")) -> CampaignState:
@@ -51,21 +57,21 @@ def test_only_unfinished_phases_are_run_again():
 
 def test_records_read_tell_how_far_a_run_is_read_which_phase_began_and_how_it_ended():
     st = state()
-    st.records_read(10, [{"seq": 4, "kind": "phase_start", "phase_index": 1, "boot_id": "b1"},
+    st.records_read(10, recs([{"seq": 4, "kind": "phase_start", "phase_index": 1, "boot_id": "b1"},
                          {"seq": 5, "kind": "sample", "phase_index": 1, "fps": 125.0},
-                         {"seq": 6, "kind": "phase_end", "phase_index": 1, "status": "device_error", "error": "HAILO_TIMEOUT(4)"}])
+                         {"seq": 6, "kind": "phase_end", "phase_index": 1, "status": "device_error", "error": "HAILO_TIMEOUT(4)"}]))
     phase = st.runs[10].phases[1]
     assert (st.runs[10].last_read, phase.begun, phase.boot_id, phase.agent_end) == (6, True, "b1", ("device_error", "HAILO_TIMEOUT(4)"))
-    st.records_read(99, [{"seq": 1, "kind": "phase_start", "phase_index": 0}])  # another campaign's run: ignored
-    st.records_read(10, [{"seq": 2, "kind": "phase_resume", "phase_index": 0}, {"seq": 3, "kind": "x", "phase_index": 7}])
+    st.records_read(99, recs([{"seq": 1, "kind": "phase_start", "phase_index": 0}]))  # another campaign's run: ignored
+    st.records_read(10, recs([{"seq": 2, "kind": "phase_resume", "phase_index": 0}, {"seq": 3, "kind": "x", "phase_index": 7}]))
     assert st.runs[10].phases[0].begun and st.runs[10].last_read == 6
 
 
 def test_a_phase_the_agent_ended_ok_closes_ok_without_announcing_it_again():
     st = state()
     run = started(st)[0]
-    st.records_read(10, [{"seq": 1, "kind": "phase_start", "phase_index": 1, "boot_id": "b1"},
-                         {"seq": 2, "kind": "phase_end", "phase_index": 1, "status": "ok"}])
+    st.records_read(10, recs([{"seq": 1, "kind": "phase_start", "phase_index": 1, "boot_id": "b1"},
+                         {"seq": 2, "kind": "phase_end", "phase_index": 1, "status": "ok"}]))
     effects = st.phase_result(run, 1, NodeResult("node1", "ok", facts={"lab_agent_last_seq": "2", "lab_phase_boot_id": "b2"}))
     assert effects == [PhaseClosed(10, 1, "node1", "measure", "ok", None, "b1", announce=False)]
 
@@ -82,7 +88,7 @@ def test_a_device_error_becomes_the_runs_error_and_the_first_one_wins():
     st = state()
     run = started(st)[0]
     run.error = "earlier: HAILO_PCIE_DRIVER_FAIL"
-    st.records_read(10, [{"seq": 1, "kind": "phase_end", "phase_index": 1, "status": "device_error", "error": "timeout"}])
+    st.records_read(10, recs([{"seq": 1, "kind": "phase_end", "phase_index": 1, "status": "device_error", "error": "timeout"}]))
     (closed,) = st.phase_result(run, 1, NodeResult("node1", "ok"))
     assert (closed.status, closed.error, closed.run_error) == ("device_error", "timeout", "earlier: HAILO_PCIE_DRIVER_FAIL")
     assert run.status == "running"  # a device error is a result, not a failure of the run
@@ -91,7 +97,7 @@ def test_a_device_error_becomes_the_runs_error_and_the_first_one_wins():
 def test_the_agents_infra_error_ends_the_run():
     st = state()
     run = started(st)[0]
-    st.records_read(10, [{"seq": 1, "kind": "phase_end", "phase_index": 1, "status": "infra_error", "error": MISSING}])
+    st.records_read(10, recs([{"seq": 1, "kind": "phase_end", "phase_index": 1, "status": "infra_error", "error": MISSING}]))
     effects = st.phase_result(run, 1, NodeResult("node1", "ok", facts={"lab_agent_last_seq": 1}))
     assert effects == [PhaseClosed(10, 1, "node1", "measure", "infra_error", MISSING, None, announce=False),
                        RunFailed(10, f"measure: {MISSING}")]
@@ -121,7 +127,7 @@ def test_an_unreachable_node_is_gone_and_its_later_phases_skipped():
 def test_every_record_read(last_seq):
     st = state()
     run = started(st)[0]
-    st.records_read(10, [{"seq": n, "kind": "sample", "phase_index": 1} for n in (1, 2, 3)])
+    st.records_read(10, recs([{"seq": n, "kind": "sample", "phase_index": 1} for n in (1, 2, 3)]))
     (closed,) = st.phase_result(run, 1, NodeResult("node1", "ok", facts={"lab_agent_last_seq": last_seq}))
     assert closed.status == "ok"
 
@@ -129,7 +135,7 @@ def test_every_record_read(last_seq):
 def test_records_the_controller_never_read_end_the_run():
     st = state()
     run = started(st)[0]
-    st.records_read(10, [{"seq": n, "kind": "sample", "phase_index": 1} for n in (1, 2, 3)])
+    st.records_read(10, recs([{"seq": n, "kind": "sample", "phase_index": 1} for n in (1, 2, 3)]))
     effects = st.phase_result(run, 1, NodeResult("node1", "ok", facts={"lab_agent_last_seq": "7"}))
     assert effects[-1] == RunFailed(10, (
         "measure: the node recorded up to record 7 but the controller could not read them; check that the SSH user can "

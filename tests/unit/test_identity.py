@@ -14,6 +14,7 @@ from sqlalchemy import select
 from lab.agent import parsers
 from lab.agent.records import read_records
 from lab.bundle import build_bundle
+from lab.contract import Record
 from lab.db.ingest import unit_key, upsert_unit
 from lab.db.store import SqlStore
 from lab.db.models import Campaign, Run, Unit
@@ -172,9 +173,9 @@ def test_agent_falls_back_to_plain_identify(node):
 
 # --- ingest: the unit and the Pi per run ---------------------------------------------------------------
 
-def _identity_record(run_id: int, seq: int, ident: dict, pi_serial: str) -> dict:
-    return {"seq": seq, "ts": 1777522082.0 + seq, "kind": "identity", "step": "identify", "run_key": str(run_id),
-            "phase": "soak", "identity": ident, "host_serial": pi_serial, "host_model": "Raspberry Pi 5 Model B Rev 1.0"}
+def _identity_record(run_id: int, seq: int, ident: dict, pi_serial: str) -> Record:
+    return Record.from_json({"seq": seq, "ts": 1777522082.0 + seq, "kind": "identity", "step": "identify", "run_key": str(run_id),
+            "phase": "soak", "identity": ident, "host_serial": pi_serial, "host_model": "Raspberry Pi 5 Model B Rev 1.0"})
 
 
 def test_ingest_records_the_pi_of_each_run_and_the_unit_of_the_chip(db_engine):
