@@ -90,6 +90,9 @@ class AgentSpec:
     stop_services: List[str] = field(default_factory=list)
     commands: Dict[str, List[str]] = field(default_factory=dict)  # inventory commands as argument lists
     devicetree_dir: str = PI_DEVICETREE_DIR
+    # what the controller did to the node just before this phase: "reboot" (warm), "power_cycle" (cold),
+    # "recovery" (a power cycle to bring back a node that stopped answering), None (nothing)
+    boot_cause: Optional[str] = None
     steps: List[Dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> Dict[str, Any]:

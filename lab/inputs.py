@@ -15,7 +15,7 @@ from lab.yamlload import Document, load_yaml, show
 KINDS = ("scenario", "stack", "profile")
 _FOLDERS = {"scenarios": "scenario", "stacks": "stack", "profiles": "profile"}
 _KEYS = {
-    "scenario": {"phases", "matrix", "reboot_timeout"},
+    "scenario": {"phases", "matrix", "reboot_timeout", "recover"},
     "stack": {"chip", "hailort", "driver", "firmware", "source", "hold"},
     "profile": {"nodes", "defaults"},
 }

@@ -44,5 +44,16 @@ class SshAgentFiles:
                     out[member.name] = fh.read()
         return out
 
+    def boot(self, host: Host, timeout: float) -> tuple[str, float] | None:
+        try:
+            proc = self.masters.run(host, ["cat", "/proc/sys/kernel/random/boot_id", "/proc/uptime"], timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        lines = proc.stdout.decode(errors="replace").split("\n") if proc.returncode == 0 else []
+        try:
+            return lines[0].strip(), float(lines[1].split()[0])
+        except (IndexError, ValueError):
+            return None
+
     def close(self) -> None:
         self.masters.close()

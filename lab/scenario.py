@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, field_validator, model_validator
@@ -47,11 +47,14 @@ class Matrix(StrictModel):
 
 
 class Phase(StrictModel):
-    """One step of a campaign that every node runs: an optional reboot, then steps back to back."""
+    """One step of a campaign that every node runs: an optional reboot or power cycle, then steps back to back."""
 
     name: str = Field(description="a unique name for the phase, e.g. soak")
     description: str = ""
-    reboot: bool = Field(False, description="true to reboot the node before the steps")
+    reboot: bool = Field(False, description="true to reboot the node before the steps (a warm reboot)")
+    power_cycle: bool = Field(False, description="true to cut and restore the node's power before the steps (a cold "
+                                                 "cycle through its lab_power driver); also written as a first step "
+                                                 "`- power_cycle`")
     steps: list[Step] = Field(default_factory=list, description="the steps to run, in order")
     stop_services: list[str] = Field(
         default_factory=list,
@@ -73,11 +76,31 @@ class Phase(StrictModel):
                                    at=(i,))
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _power_cycle_step(cls, data: Any) -> Any:
+        """`- power_cycle` as a phase's first step is the phase option: the controller cuts the power, not the agent."""
+        if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
+            return data
+        steps = data["steps"]
+        found = [i for i, step in enumerate(steps) if step == "power_cycle" or
+                 (isinstance(step, dict) and list(step) == ["power_cycle"])]
+        if not found:
+            return data
+        if found != [0]:
+            raise custom_error("power_cycle must be the phase's first step",
+                               "the node cannot cut its own power mid-phase: start a new phase with it",
+                               at=("steps", found[-1] if found[0] == 0 else found[0]))
+        return {**data, "steps": steps[1:], "power_cycle": True}
+
     @model_validator(mode="after")
     def _does_something(self) -> Phase:
-        if not self.steps and not self.reboot:
+        if not self.steps and not self.reboot and not self.power_cycle:
             raise custom_error(f"phase '{self.name}' has no steps and does not reboot",
-                               "add 'steps:' or 'reboot: true'")
+                               "add 'steps:', 'reboot: true' or 'power_cycle: true'")
+        if self.reboot and self.power_cycle:
+            raise custom_error(f"phase '{self.name}' both reboots and power-cycles",
+                               "choose one: 'reboot: true' (warm) or 'power_cycle: true' (cold)")
         return self
 
 
@@ -89,6 +112,25 @@ class Scenario(StrictModel):
     matrix: Matrix = Field(description="'stacks: [...]' and optionally 'repeats' and 'group'")
     reboot_timeout: int = Field(600, ge=1, le=86_400,
                                 description="seconds to wait for a node to come back from a reboot")
+    recover: int | Literal["none"] = Field(
+        1, description="how many times lab may cycle a node's power to bring it back when it stops answering or "
+                       "hangs in a reboot (nodes with lab_power only); 'none' never does")
+
+    @field_validator("recover")
+    @classmethod
+    def _check_recover(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 0 <= value <= 100:
+            raise custom_error(f"recover {value} is out of range", "use a count from 0 to 100, or 'none'")
+        return value
+
+    @property
+    def recoveries(self) -> int:
+        """How many power cycles a run may use to recover its node (`recover: none` is 0)."""
+        return 0 if self.recover == "none" else int(self.recover)
+
+    def cuts_power(self) -> bool:
+        """Whether a phase power-cycles its nodes (each then needs a lab_power driver)."""
+        return any(p.power_cycle for p in self.phases)
     phases: list[Phase] = Field(min_length=1, description="the ordered phases, each with a name and steps")
 
     @field_validator("name")

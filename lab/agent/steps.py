@@ -620,13 +620,14 @@ class Agent:
             return str(ended[-1].get("status") or "ok")
         status, error = "ok", None
         if self.prior:
-            self.record(PHASE_RESUME, after_seq=max(int(r.get("seq", 0)) for r in self.prior))
+            self.record(PHASE_RESUME, after_seq=max(int(r.get("seq", 0)) for r in self.prior),
+                        boot_cause=self.spec.boot_cause)
             failures = [r for r in self.prior if failed(r) and r.get("step") in DEVICE_STEPS and not r.get("skipped")]
             if failures:
                 status = "infra_error" if failures[-1].get("infra") else "device_error"
                 error = str(failures[-1]["error"])
         else:
-            self.record(PHASE_START, steps=len(self.spec.steps))
+            self.record(PHASE_START, steps=len(self.spec.steps), boot_cause=self.spec.boot_cause)
             self.record(SYSTEM, **self.system())
             if any(s.get("kind") in DEVICE_STEPS for s in self.spec.steps):
                 refused = self.preflight()

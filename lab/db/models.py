@@ -235,6 +235,29 @@ class LogEvent(Base):
         return redact(value) or ""
 
 
+class PowerEvent(Base):
+    """A power cycle the controller made during a run: why (the phase's power_cycle, or a node lost), the outcome."""
+
+    __tablename__ = "power_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), index=True)
+    phase_id: Mapped[int | None] = mapped_column(ForeignKey("phase.id", ondelete="CASCADE"))
+    node: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: datetime.now(UTC))
+    action: Mapped[str] = mapped_column(String(16))  # cycle
+    recovery: Mapped[bool] = mapped_column(Boolean, default=False)  # to bring back a lost node (not the scenario's)
+    reason: Mapped[str] = mapped_column(Text)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    detail: Mapped[str | None] = mapped_column(Text)
+    waited_s: Mapped[float | None] = mapped_column(Float)  # from the request to the new boot
+
+    @validates("reason", "detail")
+    def _no_secrets(self, _key: str, value: str | None) -> str | None:
+        return redact(value)
+
+
 class Artifact(Base):
     """Raw output or a log file kept whole: on disk (`path`) or in the database (`blob`), with its sha256."""
 

@@ -13,11 +13,11 @@ from lab.agent.parsers import ToolOutputError, parse_dmesg, parse_runtime_log
 from lab.analysis import RunSample
 from lab.db.ingest import get_or_create_stack, ingest_samples, store_artifact, store_preflight, upsert_unit
 from lab.contract import IDENTITY, PREFLIGHT, Record
-from lab.db.models import Artifact, Campaign, LogEvent, Phase, Run, Sample
+from lab.db.models import Artifact, Campaign, LogEvent, Phase, PowerEvent, Run, Sample
 from lab.engine.collect import runs_of
 from lab.engine.plan import Plan, StoredRun
 from lab.engine.ports import StoredCampaign
-from lab.engine.state import CampaignFinished, Effect, PhaseClosed, PhaseStarted, RunFailed, RunStarted
+from lab.engine.state import CampaignFinished, Effect, PhaseClosed, PhaseStarted, PowerCycled, RunFailed, RunStarted
 from lab.inventory import Host
 
 
@@ -82,6 +82,12 @@ class SqlStore:
                     for phase in run.phases:
                         if phase.status in ("pending", "running"):
                             phase.status = "skipped" if phase.status == "pending" else "infra_error"
+                elif isinstance(effect, PowerCycled):
+                    run = session.get(Run, effect.run_id)
+                    session.add(PowerEvent(campaign_id=run.campaign_id, run_id=run.id,
+                                           phase_id=_phase(session, effect.run_id, effect.index).id, node=effect.node,
+                                           action="cycle", recovery=effect.recovery, reason=effect.reason,
+                                           ok=effect.ok, detail=effect.detail, waited_s=effect.waited_s))
                 elif isinstance(effect, CampaignFinished):
                     self._finish(session, effect)
 
@@ -158,6 +164,8 @@ class SqlStore:
                     phases.append((phase.status, phase.error, begun, starts[-1].boot_id if starts else phase.boot_id,
                                    agent_end))
                 stored.progress[run.id] = (run.status, run.error, phases, last)
+                stored.recoveries[run.id] = len(session.scalars(select(PowerEvent.id).where(
+                    PowerEvent.run_id == run.id, PowerEvent.recovery.is_(True))).all())
         return stored
 
 

@@ -7,18 +7,29 @@ between them and the ports (executor, agent files, store) and the progress callb
 from __future__ import annotations
 
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from lab.contract import AGENT_WORKDIR, Record
 from lab.engine.collect import Collector
 from lab.engine.plan import Plan, check_campaign_name, host_phase_spec, new_campaign_name, replan, rounds
-from lab.engine.ports import AgentFiles, Executor, StoredCampaign, Store
-from lab.engine.state import CampaignState, Effect, PhaseClosed, PhaseState, RunState
+from lab.engine.ports import AgentFiles, Executor, Power, StoredCampaign, Store
+from lab.engine.state import CampaignState, Effect, NodeResult, PhaseClosed, PhaseState, RunState
 from lab.errors import ConfigError
 from lab.inventory import Host
 
 POLL_SECONDS = 2.0
+BOOT_POLL_SECONDS = 2.0  # after a power cycle: how often to ask whether the node is back
+
+
+def _parallel(work: Callable, items: list) -> list:
+    """`work` on every item side by side (threads: each waits on a node), results in order."""
+    if len(items) <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(32, len(items))) as pool:
+        return list(pool.map(work, items))
 
 
 @dataclass
@@ -28,6 +39,7 @@ class Ports:
     executor: Executor
     files: Callable[[str, list[Host]], AgentFiles]  # (campaign, hosts) -> the agents' files, open until closed
     store: Store
+    power: Power
 
 
 OnRecord = Callable[[str, dict], None]
@@ -93,27 +105,95 @@ class CampaignEngine:
         """One stack x repeat on its nodes: every phase in order; a node that fails stops its own run only."""
         active, effects = self.state.start_round(indexes, self.broken)
         self._apply(effects)
-        hosts = {h.name: h for h in self.plan.hosts}
         for index, phase in enumerate(self.plan.loaded.scenario.phases):
             todo = self.state.phase_todo(active, index)
             if not todo:
                 continue
-            specs = {}
             for run in todo:
-                spec = self.specs[run.index]
-                specs[run.node] = host_phase_spec(self.name, self.plan, index, run.run_id, hosts[run.node],
-                                                  self.plan.loaded.stacks[spec.stack],
-                                                  reboot=self.state.needs_reboot(run, index))
                 self.on_phase(run.node, phase.name)
             self._apply(self.state.start_phase(todo, index))
-            results = self._run_phase(specs, collector)
+            results: dict[str, NodeResult] = {}
+            if phase.power_cycle:  # a cold start: the controller cuts the power, then the phase runs without a reboot
+                cold = [r for r in todo if self.state.needs_reboot(r, index)]
+                results.update(self._power_cycle(cold, index, f"{phase.name}: power_cycle", collector, recovery=False))
+            specs = {run.node: self._spec(run, index) for run in todo if run.node not in results}
+            if specs:
+                results.update(self._run_phase(specs, collector))
+            self._recover(todo, index, results, collector)
             # a node that stopped answering is not waited on again (what it recorded so far is stored)
-            collector.finish([n for n in specs if results[n].outcome != "unreachable"])
+            collector.finish([r.node for r in todo if results[r.node].outcome != "unreachable"])
             with self._lock:
                 for run in todo:
                     self._apply(self.state.phase_result(run, index, results[run.node]))
             active = [r for r in active if not r.finished]
 
+    def _spec(self, run: RunState, index: int, boot_cause: str | None = None) -> dict:
+        """The node's phase spec; the phase's own reboot or power cycle only when not done already."""
+        hosts = {h.name: h for h in self.plan.hosts}
+        fresh = self.state.needs_reboot(run, index) and boot_cause is None
+        return host_phase_spec(self.name, self.plan, index, run.run_id, hosts[run.node],
+                               self.plan.loaded.stacks[self.specs[run.index].stack], reboot=fresh,
+                               boot_cause=boot_cause)
+
+    def _recover(self, todo: list[RunState], index: int, results: dict[str, NodeResult], collector: Collector) -> None:
+        """Nodes that stopped answering or hung in a reboot: cycle their power and run the phase again (its
+        agent resumes; nothing recorded is lost), as long as their runs have recoveries left."""
+        phase = self.plan.loaded.scenario.phases[index]
+        while True:
+            lost = [r for r in todo if self.state.wants_recovery(r, results[r.node], self.ports.power.has_driver(r.node))]
+            if not lost:
+                return
+            why = {r.node: f"{phase.name}: {results[r.node].outcome}: {results[r.node].why}" for r in lost}
+            failed = self._power_cycle(lost, index, why, collector, recovery=True)
+            for node, result in failed.items():
+                results[node] = NodeResult(node, results[node].outcome,
+                                           f"{results[node].why}; a power cycle did not bring it back: {result.why}")
+            again = {r.node: self._spec(r, index, boot_cause="recovery") for r in lost if r.node not in failed}
+            if again:
+                results.update(self._run_phase(again, collector))
+
+    def _power_cycle(self, runs: list[RunState], index: int, reason: str | dict[str, str], collector: Collector,
+                     recovery: bool) -> dict[str, NodeResult]:
+        """Cycle the runs' nodes' power and wait for each to boot anew; returns the nodes that did not
+        (failed, with why). Every cycle is recorded with its reason."""
+        if not runs:
+            return {}
+        hosts = {h.name: h for h in self.plan.hosts}
+        files = collector.files
+        timeout = float(self.plan.loaded.scenario.reboot_timeout)
+        before = dict(zip([r.node for r in runs], _parallel(lambda r: files.boot(hosts[r.node], 10), runs)))
+        asked = self.ports.power.cycle([r.node for r in runs])
+        started = time.monotonic()
+
+        def new_boot(run: RunState) -> float | None:
+            if asked[run.node].outcome != "ok":
+                return None
+            old = before[run.node]
+            while time.monotonic() - started < timeout:
+                now = files.boot(hosts[run.node], 10)
+                elapsed = time.monotonic() - started
+                if now is not None and (now[0] != old[0] if old else now[1] < elapsed + 5):
+                    return round(elapsed, 1)
+                time.sleep(BOOT_POLL_SECONDS)
+            return None
+
+        waited = dict(zip([r.node for r in runs], _parallel(new_boot, runs)))
+        failed: dict[str, NodeResult] = {}
+        effects: list[Effect] = []
+        for run in runs:
+            told = asked[run.node]
+            if told.outcome != "ok":
+                failed[run.node] = NodeResult(run.node, "failed", f"power cycle refused: {told.why}")
+            elif waited[run.node] is None:
+                failed[run.node] = NodeResult(run.node, "unreachable",
+                                              f"no new boot within {timeout:.0f} s of a power cycle")
+            why = reason[run.node] if isinstance(reason, dict) else reason
+            detail = failed[run.node].why if run.node in failed else f"{told.why}; new boot after {waited[run.node]} s"
+            with self._lock:
+                effects.append(self.state.power_cycled(run, index, why, run.node not in failed, detail.strip("; "),
+                                                       waited[run.node], recovery))
+        self._apply(effects)
+        return failed
     def _run_phase(self, specs: dict[str, dict], collector: Collector):
         """The executor runs the phase while a poller stores what the nodes record."""
         stop = threading.Event()
@@ -179,7 +259,7 @@ def run_campaign(ports: Ports, plan: Plan, name: str | None = None, command_line
     name = check_campaign_name(name or new_campaign_name(plan.loaded.scenario.name))
     if ports.store.campaign_exists(name):
         raise ConfigError(f"a campaign named {name!r} already exists", "--name", "pick another name or omit --name")
-    state = CampaignState(name, {}, records_path(name))
+    state = CampaignState(name, {}, records_path(name), recover=plan.loaded.scenario.recoveries)
     engine = CampaignEngine(ports, plan, state, 0, on_record, on_phase)
     engine.prepare()
     campaign_id, run_ids = ports.store.create(plan, name, command_line)
@@ -199,7 +279,8 @@ def load_state(stored: StoredCampaign, phase_names: list[str]) -> CampaignState:
         for phase, (p_status, p_error, begun, boot_id, agent_end) in zip(loaded, phases):
             phase.status, phase.error, phase.begun, phase.boot_id, phase.agent_end = \
                 p_status, p_error, begun, boot_id, agent_end
-        state.runs[run_id] = RunState(run.index, run_id, run.node, loaded, status, error, last_read=last_read)
+        state.runs[run_id] = RunState(run.index, run_id, run.node, loaded, status, error, last_read=last_read,
+                                      recoveries=stored.recoveries.get(run_id, 0))
     return state
 
 
@@ -216,6 +297,7 @@ def resume_campaign(ports: Ports, ref: str, on_record: OnRecord | None = None,
         return stored.name, stored.id, int(stored.exit_status or 0)
     plan = replan(stored.scenario_name, stored.scenario_text, stored.inventory, stored.settings, stored.runs)
     state = load_state(stored, plan.phase_names)
+    state.recover = plan.loaded.scenario.recoveries
     engine = CampaignEngine(ports, plan, state, stored.id, on_record, on_phase)
     if stored.status == "infra_errors":
         engine.catch_up(sorted({r.node for r in state.runs.values() if r.status == "infra_error"}))

@@ -15,7 +15,7 @@ from lab.analysis import RunSample
 from lab.contract import Record
 from lab.engine.plan import Plan, StoredRun
 from lab.engine.ports import StoredCampaign
-from lab.engine.state import (CampaignFinished, Effect, NodeResult, PhaseClosed, PhaseStarted, RunFailed,
+from lab.engine.state import (CampaignFinished, Effect, NodeResult, PhaseClosed, PhaseStarted, PowerCycled, RunFailed,
                               RunStarted)
 from lab.errors import ConfigError
 from lab.inventory import Host
@@ -49,6 +49,10 @@ class MemoryFleet:
     answering: set[str] | None = None  # nodes that answer reads (None: all)
     phases_run: list[tuple[str, str, bool]] = field(default_factory=list)  # (node, phase, reboot)
     released: list[list[str]] = field(default_factory=list)
+    drivers: set[str] = field(default_factory=set)  # nodes with a power driver
+    refusing: set[str] = field(default_factory=set)  # nodes whose power driver refuses (a PDU that does not answer)
+    boots: dict[str, int] = field(default_factory=dict)  # node -> boots since the fleet came up
+    cycles: list[str] = field(default_factory=list)  # every power cycle asked, in order
 
     # ---- the executor ---------------------------------------------------------------------------
     def prepare(self, plan: Plan, campaign: str, nodes: list[str]) -> dict[str, NodeResult]:
@@ -97,6 +101,29 @@ class MemoryFleet:
 
     def fetch(self, host: Host, names: list[str], timeout: float) -> dict[str, bytes] | None:
         return {}
+
+    def boot(self, host: Host, timeout: float) -> tuple[str, float] | None:
+        if self.answering is not None and host.name not in self.answering:
+            return None
+        return f"boot-{host.name}-{self.boots.get(host.name, 0)}", 1.0
+
+    # ---- power ----------------------------------------------------------------------------------
+    def has_driver(self, node: str) -> bool:
+        return node in self.drivers
+
+    def cycle(self, nodes: list[str]) -> dict[str, NodeResult]:
+        """A cycle boots the node anew and makes it answer again (a refusing driver does nothing)."""
+        out = {}
+        for node in nodes:
+            self.cycles.append(node)
+            if node in self.refusing:
+                out[node] = NodeResult(node, "failed", "memory PDU: no answer")
+                continue
+            self.boots[node] = self.boots.get(node, 0) + 1
+            if self.answering is not None:
+                self.answering.add(node)
+            out[node] = NodeResult(node, "ok", "memory PDU: cycled")
+        return out
 
     def close(self) -> None:
         pass
@@ -161,6 +188,8 @@ class MemoryStore:
                 for phase in run["phases"]:
                     if phase["status"] in ("pending", "running"):
                         phase["status"] = "skipped" if phase["status"] == "pending" else "infra_error"
+            elif isinstance(effect, PowerCycled):
+                self._run(effect.run_id).setdefault("power", []).append(effect)
             elif isinstance(effect, CampaignFinished):
                 campaign = self.campaigns[effect.campaign]
                 for run_id, verdict in effect.verdicts.items():
@@ -216,4 +245,5 @@ class MemoryStore:
                                starts[-1].get("boot_id") if starts else phase["boot_id"],
                                (ends[-1].get("status", "ok"), ends[-1].get("error")) if ends else None))
             stored.progress[run_id] = (run["status"], run["error"], phases, max(records, default=0))
+            stored.recoveries[run_id] = sum(1 for e in run.get("power", []) if e.recovery)
         return stored

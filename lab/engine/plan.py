@@ -81,7 +81,19 @@ def plan_campaign(scenario_path: str | Path, inventory_name: str, limit: str | N
     chips = {h.name: h.chip for h in hosts if h.chip}
     runs = expand_matrix(loaded.scenario, [h.name for h in hosts], inv.groups, chips, loaded.stacks)
     models = resolve_models(loaded)  # a model missing on the controller stops here, before any node
+    check_power_drivers(loaded, hosts, inv)
     return Plan(loaded, inv, hosts, runs, limit, plan_installs(loaded, runs, inv), models)
+
+
+def check_power_drivers(loaded: LoadedScenario, hosts: list[Host], inv: Inventory) -> None:
+    """A scenario that cuts power needs a power driver (`lab_power`) on every node it runs on."""
+    if not loaded.scenario.cuts_power():
+        return
+    phase = next(p.name for p in loaded.scenario.phases if p.power_cycle)
+    for host in hosts:
+        if not host.vars.get("lab_power"):
+            raise ConfigError(f"host {host.name} has no lab_power, and phase '{phase}' of {loaded.path.name} cuts its "
+                              f"power", str(inv.source), "give the host a power driver (README: Wiring a rack's power)")
 
 
 @dataclass(frozen=True)
@@ -165,10 +177,11 @@ def _argv(value: Any) -> list[str] | None:
 
 
 def host_phase_spec(campaign: str, plan: Plan, phase_index: int, run_id: int, host: Host, stack: Stack,
-                    reboot: bool = True) -> dict:
+                    reboot: bool = True, boot_cause: str | None = None) -> dict:
     """Everything one node needs for one phase, as data: reboot, provisioning, and the agent's steps.
 
-    The contract's NodePhaseSpec as JSON (phase.yml reads it as lab_phase_specs[host]). `reboot=False`: an interrupted attempt already rebooted for this phase; its agent resumes."""
+    The contract's NodePhaseSpec as JSON (phase.yml reads it as lab_phase_specs[host]). `boot_cause` tells the
+    agent what the controller did to the node before (default: the phase's own reboot or power cycle). `reboot=False`: an interrupted attempt already rebooted for this phase; its agent resumes."""
     scenario = plan.loaded.scenario
     phase = scenario.phases[phase_index]
     chip = host.chip or stack.chip
@@ -212,6 +225,8 @@ def host_phase_spec(campaign: str, plan: Plan, phase_index: int, run_id: int, ho
         commands={k: v for k, v in commands.items() if v},
         # where the Pi's devicetree is (a real Pi's by default; a virtual node's stand-in)
         devicetree_dir=host.vars.get("lab_devicetree_dir") or PI_DEVICETREE_DIR,
+        boot_cause=boot_cause or ("reboot" if phase.reboot and reboot else
+                                  "power_cycle" if phase.power_cycle and reboot else None),
         steps=steps,
     )
     return NodePhaseSpec(reboot=phase.reboot and reboot, reboot_timeout=scenario.reboot_timeout, purge=purge,

@@ -1,8 +1,8 @@
 """The engine's ports: reach the nodes and run a phase, read the agents' files, store campaign results.
 
 Each is a small Protocol with one real adapter (lab/executor.py over ansible-runner, lab/node_files.py
-over lab/ssh.py, lab/db/store.py over SQLAlchemy) and an in-memory one for unit tests
-(lab/engine/memory.py).
+over lab/ssh.py, lab/db/store.py over SQLAlchemy, lab/power/port.py over the inventory's power drivers) and
+an in-memory one for unit tests (lab/engine/memory.py).
 """
 
 from __future__ import annotations
@@ -41,8 +41,22 @@ class AgentFiles(Protocol):
     def fetch(self, host: Host, names: list[str], timeout: float) -> dict[str, bytes] | None:
         """The named artifacts that exist on the node, None if it did not answer."""
 
+    def boot(self, host: Host, timeout: float) -> tuple[str, float] | None:
+        """The node's boot_id and uptime (seconds), None if it did not answer."""
+
     def close(self) -> None:
         """Drop every connection kept open."""
+
+
+class Power(Protocol):
+    """Cuts and restores nodes' power through each node's own driver (a PDU, a smart plug, a command)."""
+
+    def has_driver(self, node: str) -> bool:
+        """Whether the node has a power driver (the inventory's `lab_power`)."""
+
+    def cycle(self, nodes: list[str]) -> dict[str, NodeResult]:
+        """Ask each node's driver for a power cycle, side by side: ok (asked) or failed (the driver refused),
+        with a one-line detail that never holds a secret."""
 
 
 @dataclass
@@ -63,6 +77,7 @@ class StoredCampaign:
     # per run id: (status, error, [(phase status, phase error, begun, boot_id, agent_end)], last record read)
     progress: dict[int, tuple[str, str | None, list[tuple[str, str | None, bool, str | None, tuple | None]], int]] = (
         field(default_factory=dict))
+    recoveries: dict[int, int] = field(default_factory=dict)  # run id -> power cycles used to bring its node back
 
 
 class Store(Protocol):

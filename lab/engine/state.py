@@ -19,6 +19,7 @@ from lab.analysis import RunSample, classify_run
 from lab.contract import PHASE_END, PHASE_RESUME, PHASE_START, Record
 
 OPEN = ("pending", "running")  # a phase (or run) not finished yet
+REBOOT_TASK = "Reboot before the phase:"  # phase.yml's reboot task: a node failing it hung in its reboot
 
 
 # ---- state --------------------------------------------------------------------------------------
@@ -47,6 +48,7 @@ class RunState:
     error: str | None = None
     verdict: str | None = None
     last_read: int = 0  # highest record number of this run the controller has stored
+    recoveries: int = 0  # power cycles used to bring its node back
 
     @property
     def finished(self) -> bool:
@@ -90,6 +92,20 @@ class RunFailed:
 
 
 @dataclass(frozen=True)
+class PowerCycled:
+    """The controller cycled a node's power during a run's phase: why, whether a new boot came, how long it took."""
+
+    run_id: int
+    index: int
+    node: str
+    reason: str
+    ok: bool
+    detail: str
+    waited_s: float | None = None
+    recovery: bool = False  # to bring back a node that was lost, not the scenario's own power_cycle
+
+
+@dataclass(frozen=True)
 class CampaignFinished:
     campaign: str
     verdicts: dict[int, str]  # run id -> verdict of every run that completed
@@ -97,7 +113,7 @@ class CampaignFinished:
     exit_status: int
 
 
-Effect = RunStarted | PhaseStarted | PhaseClosed | RunFailed | CampaignFinished
+Effect = RunStarted | PhaseStarted | PhaseClosed | RunFailed | PowerCycled | CampaignFinished
 
 
 # ---- events: what the ports report ------------------------------------------------------------
@@ -125,6 +141,7 @@ class CampaignState:
     name: str
     runs: dict[int, RunState]  # by run id
     records_path: str = ""  # where a node keeps the campaign's records (named in errors)
+    recover: int = 0  # power cycles a run may use to bring its node back (the scenario's `recover`)
     resuming: bool = False
     gone: set[str] = field(default_factory=set)  # nodes that stopped answering (not waited on again)
 
@@ -162,6 +179,19 @@ class CampaignState:
     def needs_reboot(self, run: RunState, index: int) -> bool:
         """False when an interrupted attempt of this phase already rebooted (its agent resumes)."""
         return not (self.resuming and run.phases[index].begun)
+
+    def wants_recovery(self, run: RunState, result: NodeResult, has_power: bool) -> bool:
+        """Whether to cycle the node's power and run the phase again: it stopped answering, or hung in the
+        phase's reboot, it has a power driver, and its run has recoveries left."""
+        lost = result.outcome == "unreachable" or (result.outcome == "failed" and result.why.startswith(REBOOT_TASK))
+        return lost and has_power and run.recoveries < self.recover
+
+    def power_cycled(self, run: RunState, index: int, reason: str, ok: bool, detail: str,
+                     waited_s: float | None, recovery: bool) -> PowerCycled:
+        """A power cycle of the run's node happened (a recovery counts against the run's budget)."""
+        if recovery:
+            run.recoveries += 1
+        return PowerCycled(run.run_id, index, run.node, reason, ok, detail, waited_s, recovery)
 
     def start_phase(self, runs: list[RunState], index: int) -> list[Effect]:
         for run in runs:

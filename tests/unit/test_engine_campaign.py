@@ -7,7 +7,7 @@ import pytest
 from lab.engine.campaign import Ports, resume_campaign, run_campaign
 from lab.engine.memory import MemoryFleet, MemoryStore, measuring_node
 from lab.engine.plan import plan_campaign
-from lab.engine.state import NodeResult, PhaseClosed
+from lab.engine.state import NodeResult, PhaseClosed, PowerCycled
 from lab.errors import ConfigError
 
 SCENARIO = """name: soak
@@ -39,7 +39,7 @@ def plan(tmp_path, monkeypatch):
 
 
 def ports(fleet: MemoryFleet, store: MemoryStore) -> Ports:
-    return Ports(fleet, fleet.open_files, store)
+    return Ports(fleet, fleet.open_files, store, fleet)
 
 
 def test_a_campaign_runs_every_round_phase_by_phase_and_records_every_sample(plan):
@@ -154,3 +154,98 @@ def test_resume_after_infra_errors_collects_what_a_vanished_node_recorded_and_re
     assert [r["kind"] for r in store.campaigns["c1"].records[gone].values()] == ["phase_start", "sample"]
     assert fleet.released[-1] == ["pi-02"] and store.campaigns["c1"].runs[gone]["verdict"] == "infra_error"
     assert any(isinstance(e, PhaseClosed) for e in store.effects)
+
+
+# ---- power ------------------------------------------------------------------------------------
+
+COLD = SCENARIO.replace("    reboot: true\n", "    power_cycle: true\n") + "reboot_timeout: 5\n"
+
+
+@pytest.fixture
+def cold_plan(tmp_path, monkeypatch):
+    (tmp_path / "rack.yml").write_text("""all:
+  hosts:
+    pi-01: {ansible_host: 192.0.2.11, lab_chip: hailo10h}
+    pi-02: {ansible_host: 192.0.2.12, lab_chip: hailo10h}
+  vars:
+    lab_hailo_sources: [archive]
+    lab_power: {driver: command, on: [/bin/true], off: [/bin/true]}
+""")
+    (tmp_path / "cold.yaml").write_text(COLD)
+    monkeypatch.chdir(tmp_path)
+    return plan_campaign(tmp_path / "cold.yaml", str(tmp_path / "rack.yml"))
+
+
+def test_a_power_cycle_phase_cuts_power_then_runs_without_a_reboot(cold_plan, monkeypatch):
+    monkeypatch.setattr("lab.engine.campaign.BOOT_POLL_SECONDS", 0.01)
+    fleet, store = MemoryFleet({"pi-01": measuring_node(), "pi-02": measuring_node()}, drivers={"pi-01", "pi-02"}), \
+        MemoryStore()
+    assert run_campaign(ports(fleet, store), cold_plan, "c1")[2] == 0
+    assert fleet.cycles == ["pi-01", "pi-02"] * 2  # each round's soak, both nodes
+    assert {(n, p, r) for n, p, r in fleet.phases_run if p == "soak"} == {("pi-01", "soak", False), ("pi-02", "soak", False)}
+    cycled = [e for e in store.effects if isinstance(e, PowerCycled)]
+    assert [(e.node, e.reason, e.ok, e.recovery) for e in cycled[:2]] == [("pi-01", "soak: power_cycle", True, False),
+                                                                         ("pi-02", "soak: power_cycle", True, False)]
+
+
+def test_a_scenario_that_cuts_power_needs_a_driver_on_every_node(tmp_path, monkeypatch):
+    (tmp_path / "rack.yml").write_text("""all:
+  hosts:
+    pi-01: {ansible_host: 192.0.2.11, lab_chip: hailo10h, lab_power: {driver: command, on: [a], off: [b]}}
+    pi-02: {ansible_host: 192.0.2.12, lab_chip: hailo10h}
+  vars:
+    lab_hailo_sources: [archive]
+""")
+    (tmp_path / "cold.yaml").write_text(COLD)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="host pi-02 has no lab_power, and phase 'soak' of cold.yaml cuts its power"):
+        plan_campaign(tmp_path / "cold.yaml", str(tmp_path / "rack.yml"))
+
+
+def test_a_node_that_stops_answering_is_power_cycled_and_finishes_its_phase(plan, monkeypatch):
+    monkeypatch.setattr("lab.engine.campaign.BOOT_POLL_SECONDS", 0.01)
+    fleet, store = MemoryFleet({}, drivers={"pi-02"}), MemoryStore()
+    frozen = {"once": True}
+
+    def freezes_once(node, spec):
+        agent = spec["agent"]
+        if agent["phase"] == "soak" and frozen.pop("once", False):
+            fleet.answering = {"pi-01"}  # pi-02 freezes after its first sample
+            return [{"kind": "phase_start", "boot_id": "b0"},
+                    {"kind": "sample", "step": "benchmark", "run": 1, "fps": 125.0}], \
+                NodeResult(node, "unreachable", "ssh: connection timed out")
+        if agent["phase"] == "soak" and agent["boot_cause"] == "recovery":  # the agent resumes after its record 2
+            return [{"kind": "phase_resume", "boot_id": "b1"},
+                    {"kind": "sample", "step": "benchmark", "run": 2, "fps": 125.0},
+                    {"kind": "sample", "step": "benchmark", "run": 3, "fps": 124.9},
+                    {"kind": "phase_end", "status": "ok"}], NodeResult(node, "ok")
+        return measuring_node()(node, spec)
+
+    fleet.scripts = {"pi-01": measuring_node(), "pi-02": freezes_once}
+    assert run_campaign(ports(fleet, store), plan, "c1")[2] == 0
+    assert fleet.cycles == ["pi-02"]
+    run = next(r for r in store.campaigns["c1"].runs.values() if r["node"] == "pi-02" and r["repeat"] == 1)
+    assert run["verdict"] == "stable" and [e.reason for e in run["power"]] == [
+        "soak: unreachable: ssh: connection timed out"]
+    rid = next(k for k, r in store.campaigns["c1"].runs.items() if r is run)
+    fps = [r["fps"] for r in store.campaigns["c1"].records[rid].values() if r.get("step") == "benchmark"]
+    assert fps == [125.0, 125.0, 124.9]  # the sample before the freeze is kept, nothing measured twice
+
+
+def test_a_pdu_that_refuses_leaves_the_node_infra_error_and_the_others_go_on(plan, monkeypatch):
+    monkeypatch.setattr("lab.engine.campaign.BOOT_POLL_SECONDS", 0.01)
+
+    def hangs(node, spec):
+        if spec["agent"]["phase"] == "soak":
+            return [], NodeResult(node, "failed", "Reboot before the phase: Timed out waiting for last boot time check")
+        return [], NodeResult(node, "ok")
+
+    fleet = MemoryFleet({"pi-01": measuring_node(), "pi-02": hangs}, drivers={"pi-02"}, refusing={"pi-02"})
+    store = MemoryStore()
+    assert run_campaign(ports(fleet, store), plan, "c1")[2] == 1
+    runs = {(r["node"], r["repeat"]): r for r in store.campaigns["c1"].runs.values()}
+    assert runs[("pi-02", 1)]["error"] == ("soak: failed: Reboot before the phase: Timed out waiting for last boot time "
+                                          "check; a power cycle did not bring it back: power cycle refused: memory PDU: "
+                                          "no answer")
+    assert runs[("pi-01", 1)]["verdict"] == runs[("pi-01", 2)]["verdict"] == "stable"
+    assert [(e.ok, e.recovery) for e in runs[("pi-02", 1)]["power"]] == [(False, True)]

@@ -6,8 +6,8 @@ import pytest
 
 from lab.analysis import RunSample
 from lab.contract import Record
-from lab.engine.state import (CampaignFinished, CampaignState, NodeResult, PhaseClosed, PhaseStarted, RunFailed,
-                              RunStarted, run_verdict)
+from lab.engine.state import (CampaignFinished, CampaignState, NodeResult, PhaseClosed, PhaseStarted, PowerCycled,
+                              RunFailed, RunStarted, run_verdict)
 
 PATH = "/var/lib/lab-agent/c1/records.jsonl"
 MISSING = ("configure_cycles: HailoRT's Python binding is not installed (no hailo_platform: python3-hailort, "
@@ -176,3 +176,43 @@ def test_a_run_verdict_judges_each_phase_on_its_own():
     assert run_verdict([series(*[125.0] * 25), fall], None) == "degraded"
     assert run_verdict([series(*[125.0] * 25)], "HAILO_TIMEOUT(4)") == "device_error"
     assert run_verdict([], None) == "infra_error"
+
+
+# ---- power: automatic recovery ------------------------------------------------------------------
+
+def test_a_lost_node_with_a_power_driver_is_recovered_while_its_run_has_recoveries_left():
+    st = state()
+    st.recover = 1
+    run = started(st)[0]
+    lost = NodeResult("node1", "unreachable", "ssh: connection timed out")
+    assert st.wants_recovery(run, lost, has_power=True)
+    assert not st.wants_recovery(run, lost, has_power=False)  # no driver: it stays lost, as before
+    cycled = st.power_cycled(run, 1, "measure: unreachable: ssh: connection timed out", True, "new boot after 21.0 s",
+                             21.0, recovery=True)
+    assert cycled == PowerCycled(10, 1, "node1", "measure: unreachable: ssh: connection timed out", True,
+                                 "new boot after 21.0 s", 21.0, True)
+    assert run.recoveries == 1 and not st.wants_recovery(run, lost, has_power=True)  # the budget is spent
+
+
+def test_a_reboot_that_hangs_is_recovered_but_a_failed_task_is_not():
+    st = state()
+    st.recover = 2
+    run = started(st)[0]
+    hung = NodeResult("node1", "failed", "Reboot before the phase: Timed out waiting for last boot time check")
+    broken = NodeResult("node1", "failed", "Install the pinned stack: no package hailort")
+    assert st.wants_recovery(run, hung, True) and not st.wants_recovery(run, broken, True)
+    assert not st.wants_recovery(run, NodeResult("node1", "ok"), True)
+
+
+def test_recover_none_never_cycles():
+    st = state()  # recover defaults to 0 in the state: the scenario's `recover: none`
+    run = started(st)[0]
+    assert not st.wants_recovery(run, NodeResult("node1", "unreachable", "gone"), True)
+
+
+def test_the_scenarios_own_power_cycle_does_not_spend_the_recovery_budget():
+    st = state()
+    st.recover = 1
+    run = started(st)[0]
+    st.power_cycled(run, 1, "measure: power_cycle", True, "asked; new boot after 9 s", 9.0, recovery=False)
+    assert run.recoveries == 0
