@@ -12,11 +12,11 @@ from sqlalchemy import String, Text, and_, case, cast, func, null, select, type_
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from lab.db.models import Artifact, Campaign, Phase, Run, Sample, Stack, Unit
+from lab.db.models import Artifact, Campaign, Phase, PowerEvent, Run, Sample, Stack, Unit
 from lab.db.queries import find_campaign
 from lab.report.findings import compute_findings
-from lab.report.model import (SAMPLE_COLUMNS, ArtifactInfo, CampaignInfo, CampaignModel, PhaseInfo, RunInfo, StackInfo,
-                              UnitInfo, natural_key)
+from lab.report.model import (SAMPLE_COLUMNS, ArtifactInfo, CampaignInfo, CampaignModel, PhaseInfo, PowerInfo, RunInfo,
+                              StackInfo, UnitInfo, natural_key)
 from lab.report.series import MEASURE_STEPS, SeriesBuilder
 from lab.report.telemetry import TELEMETRY
 
@@ -65,6 +65,14 @@ def open_campaign(engine: Engine, ref: str) -> CampaignModel:
                 .where(Phase.run_id.in_(run_ids)).order_by(Phase.run_id, Phase.index)):
             by_id[run_id].phases.append(PhaseInfo(index, name, status, boot_id, error, pid,
                                                   preflight if isinstance(preflight, dict) else None, ready_s))
+        phase_names = {p.id: p.name for r in runs for p in r.phases}
+        for run_id, phase_id, recovery, reason, ok, detail, waited in session.execute(
+                select(PowerEvent.run_id, PowerEvent.phase_id, PowerEvent.recovery, PowerEvent.reason, PowerEvent.ok,
+                       PowerEvent.detail, PowerEvent.waited_s)
+                .where(PowerEvent.campaign_id == campaign.id).order_by(PowerEvent.id)):
+            if run_id in by_id:
+                by_id[run_id].power.append(PowerInfo(phase_names.get(phase_id, ""), bool(recovery), reason, bool(ok),
+                                                     detail or "", waited))
         artifacts = artifact_list(session, campaign.id, {r.id: r.index for r in runs})
     ordered = dict(sorted(units.items(), key=lambda kv: natural_key(kv[1].node)))
     return CampaignModel(info, ordered, stacks, runs, artifacts, 0)

@@ -10,7 +10,7 @@ from lab.analysis import (RecoveryAnalysis, SeriesAnalysis, Verdict, aggregate_v
                           analyze_thermal, attribute_trigger, classify_run, recovery_outcomes)
 from lab.report.model import (PENDING, ActionFinding, CampaignFinding, CampaignModel, Cell, Findings, RunFinding,
                               RunInfo, Segment, StackTotal)
-from lab.report.series import REBOOT
+from lab.report.series import POWER_CYCLE, REBOOT
 from lab.report.telemetry import cma_errors_of, cma_versus_fall
 
 DEGRADED_TAIL = 3  # the degraded fps before a recovery attempt: median of the last 3 soak benchmarks
@@ -91,9 +91,9 @@ def run_recovery(run: RunInfo, segment: Segment, detail: SeriesAnalysis | None) 
     for probe in later:
         if probe.kind == "probe" and probe.boot == segment.boot:
             action = probe.action or "action"
-        elif probe.kind == "soak" and probe.boot > segment.boot and probe.lead:
-            action, probe = REBOOT, Segment("probe", probe.boot, REBOOT, probe.start, probe.start + probe.lead,
-                                            failure=probe.failure)
+        elif probe.kind == "soak" and probe.boot > segment.boot and (probe.lead or probe.failure):
+            action = POWER_CYCLE if series.boot_causes.get(probe.boot) == POWER_CYCLE else REBOOT
+            probe = Segment("probe", probe.boot, action, probe.start, probe.start + probe.lead, failure=probe.failure)
         else:
             continue
         fps = series.fps_values(probe.start, probe.stop)
@@ -101,8 +101,8 @@ def run_recovery(run: RunInfo, segment: Segment, detail: SeriesAnalysis | None) 
             continue  # nothing measured after this action
         key = _unique(after, action)
         after[key] = statistics.median(fps) if fps and probe.failure is None else None
-        if action == REBOOT:
-            break  # later boots are new experiments, not recovery of this degradation
+        if action in (REBOOT, POWER_CYCLE) and series.boot_causes.get(probe.boot + 1) != POWER_CYCLE:
+            break  # later boots are new experiments, not recovery of this degradation (unless cold follows warm)
     if not after:
         return None
     return recovery_outcomes(detail.baseline_fps, statistics.median(tail), after)

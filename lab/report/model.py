@@ -98,6 +98,18 @@ class PhaseInfo:
 
 
 @dataclass
+class PowerInfo:
+    """A power cycle the controller made in a run: in which phase, why, and whether the node booted anew."""
+
+    phase: str
+    recovery: bool  # to bring back a lost node (else the phase's own power_cycle)
+    reason: str
+    ok: bool
+    detail: str
+    waited_s: float | None = None
+
+
+@dataclass
 class ArtifactInfo:
     """Raw tool output or a log kept whole, without its bytes (those are fetched only for HTML)."""
 
@@ -140,6 +152,7 @@ class Series:
     flagged_other: list[str] = field(default_factory=list)  # the same for records of other steps
     segments: list[Segment] = field(default_factory=list)
     marks: list[tuple[int, str]] = field(default_factory=list)  # (benchmark position, action) before it
+    boot_causes: dict[int, str] = field(default_factory=dict)  # boot number -> reboot | power_cycle | recovery
     configure_phases: set[int] = field(default_factory=set)
     infer_phases: set[int] = field(default_factory=set)
     failure: tuple[int, str] | None = None  # (phase, error) of a device failure outside a recovery probe
@@ -191,6 +204,7 @@ class RunInfo:
     system: dict[str, Any] = field(default_factory=dict)  # installed versions, kernel, DKMS (last phase start)
     host_serial: str | None = None  # the Pi this run's HAT sat in
     host_model: str | None = None
+    power: list[PowerInfo] = field(default_factory=list)  # power cycles, in order
 
 
 @dataclass

@@ -67,6 +67,10 @@ def render_text(model: CampaignModel) -> str:
             f"trigger:  {v['trigger']['verdict']} ({v['trigger']['reason']})",
             f"recovery: {v['recovery_sentence']}",
             f"CMA:      {v['cma_sentence']}"]
+    if v["power"]:
+        out += ["", "power cycles (by lab: a phase's cold start, or a lost node brought back)"]
+        out += [f"  #{p['index']} {p['unit']} {p['phase']}: {p['kind']}, {p['reason']} -> {p['outcome']}"
+                for p in v["power"]]
     return "\n".join(out) + "\n"
 
 

@@ -7,7 +7,9 @@ from typing import Any
 from lab.report.model import Segment, Series
 
 ACTIONS = ("cooldown", "driver_reload", "pcie_rescan", "chip_reset")
-REBOOT = "reboot"
+REBOOT = "reboot"  # a warm reboot before a phase
+POWER_CYCLE = "power_cycle"  # a cold power cycle before a phase
+RECOVERY = "recovery"  # a power cycle that brought back a lost node (not an experiment)
 MEASURE_STEPS = ("benchmark", "configure_cycles")  # rows whose `extra` matters only without an fps
 NAN = float("nan")
 SYSTEM_KEYS = ("kernel", "packages", "wheels", "dkms", "holds", "firmware_version", "bootloader_version")
@@ -38,6 +40,7 @@ class SeriesBuilder:
         self._phase: int | None = None  # nominal_s counts from 0 in each phase: the last phase and value seen
         self._nominal = 0.0
         self._action: str | None = None
+        self._boot_probe = False  # this boot came from a reboot or power cycle after benchmarks
         self._segment: Segment | None = None
         self._infer_key: tuple[int, int | None] | None = None
         self._infer_done = 0.0
@@ -56,7 +59,7 @@ class SeriesBuilder:
         if telemetry:
             self._telemetry(step == "benchmark", telemetry)
         if boot_id is not None and boot_id != self._boot:
-            self._new_boot(boot_id)
+            self._new_boot(boot_id, extra.get("boot_cause") if extra is not None else None)
         delta = 0.0
         if nominal_s is not None:
             delta = nominal_s - self._nominal if phase == self._phase else nominal_s
@@ -116,11 +119,16 @@ class SeriesBuilder:
                 value = mine[name] + value  # two snapshots after one benchmark: their new lines add up
             mine[name] = value
 
-    def _new_boot(self, boot_id: str) -> None:
-        """A new boot: mark a reboot after benchmarks, reset the counters and the probe state."""
+    def _new_boot(self, boot_id: str, cause: str | None) -> None:
+        """A new boot: mark what booted it (a warm reboot unless the controller said a power cycle) after
+        benchmarks, reset the counters and the probe state."""
+        cause = cause if cause in (POWER_CYCLE, RECOVERY) else REBOOT
+        self._boot_probe = False
         if self._boot is not None and len(self.series):
-            self.series.marks.append((len(self.series), REBOOT))
+            self.series.marks.append((len(self.series), cause))
+            self._boot_probe = cause != RECOVERY  # what this boot measures first is the reboot's or cycle's probe
         self._boot, self._boot_no = boot_id, self._boot_no + 1
+        self.series.boot_causes[self._boot_no] = cause
         self._configures, self._inference, self._phase, self._nominal = 0, 0.0, None, 0.0
         self._action, self._segment, self._infer_key = None, None, None
 
@@ -173,6 +181,10 @@ class SeriesBuilder:
     def _fail(self, phase: int | None, message: str) -> None:
         """A device failure: the probe's outcome inside a probe, else the run's device error."""
         segment = self._segment
+        if segment is None and self._boot_probe:  # the device failed before measuring after a reboot or cycle:
+            segment = self._current()               # that is the reboot's (or cycle's) outcome, not the run's
+            segment.failure = segment.failure or message
+            return
         if segment is not None and segment.kind == "probe":
             segment.failure = segment.failure or message
         elif self.series.failure is None:

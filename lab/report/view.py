@@ -133,6 +133,7 @@ def build_view(model: CampaignModel) -> dict[str, Any]:
                       "device_error_all": a.device_error_all, "restores": a.restores} for a in f.recovery],
         "recovery_sentence": recovery_sentence(model),
         "recovery_runs": recovery_rows(model),
+        "power": power_rows(model),
         "telemetry": telemetry_rows(model),
         "cma_sentence": cma_sentence(model),
     }
@@ -236,12 +237,26 @@ def recovery_rows(model: CampaignModel) -> list[dict[str, Any]]:
             continue
         r = finding.recovery
         for o in r.outcomes:
-            rows.append({"index": run.index, "node": run.node, "stack": model.stacks[run.stack_id].name,
+            rows.append({"index": run.index, "node": run.node, "unit": model.units[run.unit_key].label,
+                         "stack": model.stacks[run.stack_id].name,
                          "verdict": finding.verdict, "before": num(r.before_fps), "degraded": num(r.degraded_fps),
                          "action": o.action, "after": num(o.fps_after) or "no fps",
                          "outcome": o.outcome if finding.verdict == "degraded" or o.outcome == "device_error"
                          else "– (not degraded)",
                          "restored": f"{pct(o.restored_fraction)} %" if o.restored_fraction is not None else ""})
+    return rows
+
+
+def power_rows(model: CampaignModel) -> list[dict[str, str]]:
+    """Every power cycle the controller made: the run, the phase, why (the scenario's cold start, or a node
+    brought back), and whether it booted anew."""
+    rows = []
+    for run in model.runs:
+        for p in run.power:
+            rows.append({"index": str(run.index), "node": run.node, "unit": model.units[run.unit_key].label,
+                         "phase": p.phase, "kind": "recovery" if p.recovery else "power_cycle", "reason": p.reason,
+                         "outcome": (f"new boot after {p.waited_s:.0f} s" if p.ok and p.waited_s is not None
+                                     else p.detail if not p.ok else "ok")})
     return rows
 
 

@@ -20,10 +20,11 @@ class Records:
         self.phase, self.boot, self.nominal = -1, None, 0.0
         self.phases: list[PhaseInfo] = []
 
-    def start(self, name: str, boot: str, status: str = "ok", error: str | None = None) -> Records:
+    def start(self, name: str, boot: str, status: str = "ok", error: str | None = None,
+              boot_cause: str | None = None) -> Records:
         self.phase, self.boot, self.nominal = self.phase + 1, boot, 0.0
         self.phases.append(PhaseInfo(self.phase, name, status, boot, error))
-        self.add("phase_start")
+        self.add("phase_start", **({"boot_cause": boot_cause} if boot_cause else {}))
         return self
 
     def add(self, step: str, fps: float | None = None, temp: float | None = None, error: str | None = None,
@@ -87,6 +88,39 @@ def test_recovery_probes_only_reboot_restores():
                         "reboot": ("recovered", 124.9)}
     assert f.recovery.restoring_actions == ["reboot"]
     assert f.recovery.degraded_fps == 78.6  # median of the last three soak benchmarks
+
+
+def cold_run(keeps_power: bool) -> RunInfo:
+    """The recovery matrix with a warm reboot, then a cold power cycle. A unit whose HAT stays powered through
+    a warm reboot keeps its bricked chip (identify fails) until the cycle; another recovers at the reboot."""
+    r = Records().start("degrade", "b1").add("identify").bench(*SEED_FPS, 80.0, 79.5, 79.0, 78.6, 78.2)
+    r.start("chip_reset", "b1", "device_error", "HAILO_TIMEOUT(4)").add("chip_reset")
+    r.add("benchmark", None, error="HAILO_TIMEOUT(4)")
+    if keeps_power:
+        r.start("reboot", "b2", "device_error", "identify: HAILO_TIMEOUT(4)", boot_cause="reboot")
+        r.add("identify", error="HAILO_TIMEOUT(4)").add("benchmark", skipped=True, error="skipped")
+    else:
+        r.start("reboot", "b2", boot_cause="reboot").add("identify").bench(124.9, 124.8, 124.95)
+    r.start("power_cycle", "b3", boot_cause="power_cycle").add("identify").bench(124.9, 124.85, 124.9)
+    return r.run(verdict="device_error")
+
+
+def test_a_unit_that_needs_cold_power_is_found_by_the_recovery_matrix():
+    cold, warm = run_finding(cold_run(keeps_power=True)), run_finding(cold_run(keeps_power=False))
+    assert {o.action: o.outcome for o in cold.recovery.outcomes} == {
+        "chip_reset": "device_error", "reboot": "device_error", "power_cycle": "recovered"}
+    assert cold.recovery.restoring_actions == ["power_cycle"]
+    assert cold.verdict == "degraded"  # the bricked chip after a warm reboot is the reboot's outcome, not the run's
+    assert {o.action: o.outcome for o in warm.recovery.outcomes} == {
+        "chip_reset": "device_error", "reboot": "recovered", "power_cycle": "recovered"}
+    assert cold_run(True).series.marks[-2:] == [(31, "reboot"), (31, "power_cycle")]
+
+
+def test_a_recovery_cycle_is_not_a_recovery_probe():
+    r = Records().start("soak", "b1").bench(*SEED_FPS[:10])
+    r.start("soak", "b2", boot_cause="recovery").bench(*SEED_FPS[10:])
+    run = r.run()
+    assert run.series.marks == [(10, "recovery")] and run_finding(run).recovery is None
 
 
 def test_campaign_recovery_finding_counts_degraded_runs_only():
