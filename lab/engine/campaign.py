@@ -39,7 +39,7 @@ class Ports:
     executor: Executor
     files: Callable[[str, list[Host]], AgentFiles]  # (campaign, hosts) -> the agents' files, open until closed
     store: Store
-    power: Power
+    power: Callable[[list[Host]], Power]  # the plan's hosts -> their power drivers
 
 
 OnRecord = Callable[[str, dict], None]
@@ -59,6 +59,7 @@ class CampaignEngine:
         self.on_phase = on_phase or (lambda node, phase: None)
         self.broken: dict[str, str] = {}  # node -> why it could not be prepared
         self.specs = {s.index: s for s in plan.runs}
+        self.power = ports.power(plan.hosts)
         self._lock = threading.Lock()  # the poller's reads and the loop's transitions never interleave
 
     @property
@@ -140,7 +141,7 @@ class CampaignEngine:
         agent resumes; nothing recorded is lost), as long as their runs have recoveries left."""
         phase = self.plan.loaded.scenario.phases[index]
         while True:
-            lost = [r for r in todo if self.state.wants_recovery(r, results[r.node], self.ports.power.has_driver(r.node))]
+            lost = [r for r in todo if self.state.wants_recovery(r, results[r.node], self.power.has_driver(r.node))]
             if not lost:
                 return
             why = {r.node: f"{phase.name}: {results[r.node].outcome}: {results[r.node].why}" for r in lost}
@@ -162,7 +163,7 @@ class CampaignEngine:
         files = collector.files
         timeout = float(self.plan.loaded.scenario.reboot_timeout)
         before = dict(zip([r.node for r in runs], _parallel(lambda r: files.boot(hosts[r.node], 10), runs)))
-        asked = self.ports.power.cycle([r.node for r in runs])
+        asked = self.power.cycle([r.node for r in runs])
         started = time.monotonic()
 
         def new_boot(run: RunState) -> float | None:

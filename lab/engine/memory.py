@@ -108,6 +108,9 @@ class MemoryFleet:
         return f"boot-{host.name}-{self.boots.get(host.name, 0)}", 1.0
 
     # ---- power ----------------------------------------------------------------------------------
+    def power_for(self, hosts: list[Host]) -> MemoryFleet:
+        return self
+
     def has_driver(self, node: str) -> bool:
         return node in self.drivers
 

@@ -16,7 +16,7 @@ from tests.unit.test_engine_campaign import plan  # noqa: F401  (the fixture)
 
 
 def ports(fleet, db_engine) -> Ports:
-    return Ports(fleet, fleet.open_files, SqlStore(db_engine), fleet)
+    return Ports(fleet, fleet.open_files, SqlStore(db_engine), fleet.power_for)
 
 
 def rows(db_engine):

@@ -39,7 +39,7 @@ def plan(tmp_path, monkeypatch):
 
 
 def ports(fleet: MemoryFleet, store: MemoryStore) -> Ports:
-    return Ports(fleet, fleet.open_files, store, fleet)
+    return Ports(fleet, fleet.open_files, store, fleet.power_for)
 
 
 def test_a_campaign_runs_every_round_phase_by_phase_and_records_every_sample(plan):
