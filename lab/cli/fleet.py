@@ -48,7 +48,10 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON do
     statuses = fleet.status()
     pdu = fleet.pdu_status()
     if as_json:
-        typer.echo(json.dumps({"nodes": status_dicts(statuses), "pdudaemon": pdu}, indent=2))
+        doc = {"nodes": status_dicts(statuses)}
+        if pdu:  # a fleet is up: its PDU daemon's address and PID (null when it is not running)
+            doc["pdudaemon"] = pdu
+        typer.echo(json.dumps(doc, indent=2))
         return
     if not statuses:
         typer.echo("no virtual fleet is up")

@@ -137,7 +137,8 @@ def is_ours(pid: int | None, root: Path) -> bool:
 
 def stop(pid: int | None, root: Path) -> None:
     """Stop the fleet's pdudaemon: SIGTERM, then SIGKILL after a timeout; remove its files."""
-    if is_ours(pid, root):
+    ours = is_ours(pid, root)
+    if ours:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
         while pid_alive(pid) and time.monotonic() < deadline:
@@ -147,7 +148,7 @@ def stop(pid: int | None, root: Path) -> None:
             deadline = time.monotonic() + STOP_TIMEOUT
             while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
-    _reap(pid)
+        _reap(pid)
     for name in (CONF_FILE, LOG_FILE):
         (root / name).unlink(missing_ok=True)
 
