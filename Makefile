@@ -11,8 +11,9 @@ STAMPS := .stamps
 
 # System packages: the fleet (debootstrap, systemd-nspawn, ssh), the venv, PostgreSQL for the
 # database tests and Debian's chromium for checking HTML reports in a real browser.
+# pdudaemon: the virtual fleet's PDU (Debian's real program; `lab fleet up` starts it, power goes through its HTTP API)
 APT_PACKAGES := debootstrap systemd-container openssh-client python3 python3-venv python3-dev \
-	gcc kmod util-linux mount procps iproute2 postgresql ca-certificates chromium
+	gcc kmod util-linux mount procps iproute2 postgresql ca-certificates chromium pdudaemon
 APT_KEY := $(shell echo $(APT_PACKAGES) | sha256sum | cut -c1-12)
 PY_KEY := $(shell sha256sum pyproject.toml | cut -c1-12)
 

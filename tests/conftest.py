@@ -81,7 +81,7 @@ def fleet_leftovers(fleet: Fleet, machine_prefix: str) -> list[str]:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if machine_prefix in cmd or (str(fleet.root) in cmd and "supervisor" in cmd):
+        if machine_prefix in cmd or (str(fleet.root) in cmd and ("supervisor" in cmd or "pdudaemon" in cmd)):
             left.append(f"process {pid}: {cmd}")
     if fleet.root.exists():
         left.append(f"directory {fleet.root}")

@@ -9,7 +9,7 @@ import typer
 
 from lab.cli.root import app
 from lab.resources import find_input
-from lab.virtual.fleet import FAULTS, Fleet, status_dicts
+from lab.virtual.fleet import FAULTS, POWER_ACTIONS, Fleet, status_dicts
 
 fleet_app = typer.Typer(help="The virtual fleet: Debian Trixie nodes in systemd-nspawn on 127.77.0.N.", no_args_is_help=True)
 app.add_typer(fleet_app, name="fleet")
@@ -39,18 +39,25 @@ def up(
 
 @fleet_app.command("status")
 def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
-    """Show each node's name, address, state (running, frozen, down) and boot_id.
+    """Show each node's name, address, state (running, frozen, down) and boot_id, and the PDU daemon's address and PID.
 
     Example:
         lab fleet status --json
     """
-    statuses = Fleet().status()
+    fleet = Fleet()
+    statuses = fleet.status()
+    pdu = fleet.pdu_status()
     if as_json:
-        typer.echo(json.dumps({"nodes": status_dicts(statuses)}, indent=2))
+        doc = {"nodes": status_dicts(statuses)}
+        if pdu:  # a fleet is up: its PDU daemon's address and PID (null when it is not running)
+            doc["pdudaemon"] = pdu
+        typer.echo(json.dumps(doc, indent=2))
         return
     if not statuses:
         typer.echo("no virtual fleet is up")
         return
+    if pdu:
+        typer.echo(f"pdudaemon {pdu['address']} " + (f"pid {pdu['pid']}" if pdu["pid"] else "not running"))
     for s in statuses:
         typer.echo(f"{s.name:<8} {s.address:<15} {s.state:<8} {s.boot_id or '-'}" + (f"  ({s.note})" if s.note else ""))
 
@@ -77,6 +84,23 @@ def fault(
         lab fleet fault node2 hang-reboot
     """
     typer.echo(Fleet().fault(node, action))
+
+
+@fleet_app.command("power")
+def power(
+    node: str = typer.Argument(..., help="Node name, e.g. node2."),
+    action: str = typer.Argument(..., help=f"One of: {', '.join(POWER_ACTIONS)}."),
+) -> None:
+    """What a PDU outlet does to the node: cut its power (off), restore it (on), or print on/off (status).
+
+    Fast, as the fleet's pdudaemon calls it: `off` returns once the node is down, `on` without waiting
+    for SSH. Unlike the node's own reboot, power off then on is a cold power-on: a unit whose HAT keeps
+    power through a warm reboot (`warm_reboot_keeps_power`) starts its chip fresh only then.
+
+    Example:
+        lab fleet power node2 off
+    """
+    typer.echo(Fleet().power(node, action))
 
 
 @fleet_app.command("swap-hats")

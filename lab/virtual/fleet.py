@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lab.errors import ConfigError, FleetError, HostSetupError
-from lab.virtual import image, inventory_file, paths
+from lab.virtual import image, inventory_file, paths, pdu
 from lab.virtual.emulator.hailo_emu.hw import PI_FIELDS, hat_of
 from lab.virtual.emulator.packaging import build_repository
 from lab.virtual.node import (
@@ -38,6 +38,8 @@ from lab.virtual.profile import check_profile_nodes, load_profile, node_names
 
 FREEZER_ROOT = Path("/sys/fs/cgroup/freezer")
 FAULTS = ("freeze", "thaw", "down", "up", "hang-reboot")
+POWER_ACTIONS = ("on", "off", "status")
+POWER_OFF_TIMEOUT = 15.0
 SSH_READY_TIMEOUT = 120.0
 
 
@@ -136,9 +138,13 @@ class Fleet:
                 f"a fleet of {len(meta['nodes'])} nodes is already up at {self.root}",
                 hint="run `lab fleet down` first, or ask for the same --nodes",
             )
+        pdu.check_installed()
         for i, name in enumerate(names, start=1):  # before anything is written or built
             if not self._supervisor(self.node(name)):
                 self.check_address_free(self.address(i))
+        pdu_pid = self._pdudaemon(meta)
+        if pdu_pid is None:
+            pdu.check_address_free(self.net)
         rootfs = image.ensure_image(self.cache, os.environ.get("LAB_DEBIAN_MIRROR", image.DEFAULT_MIRROR), log=log)
         repo = self._repository(log)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -152,6 +158,7 @@ class Fleet:
             "inventory": str(Path(inventory).resolve()),
             "rootfs": str(rootfs),
             "repo": str(repo) if repo else None,
+            "pdudaemon": {"address": pdu.daemon_address(self.net), "pid": pdu_pid},
         }
         write_atomic(self.meta_file, json.dumps(meta, indent=2) + "\n")
         pubkey = self._ssh_key()
@@ -178,6 +185,10 @@ class Fleet:
         self._write_inventory(Path(inventory), meta, units)
         for nd in to_boot:
             self._start_supervisor(nd)
+        if pdu_pid is None:
+            log(f"starting pdudaemon on {pdu.daemon_address(self.net)}")
+            meta["pdudaemon"]["pid"] = pdu.start(self.root, self.net, sys.executable)
+            write_atomic(self.meta_file, json.dumps(meta, indent=2) + "\n")
         log(f"booting {len(to_boot)} node(s), {len(names) - len(to_boot)} already running")
         self.wait_ssh(names, SSH_READY_TIMEOUT)
         elapsed = time.monotonic() - started
@@ -187,8 +198,9 @@ class Fleet:
     def _write_inventory(self, path: Path, meta: dict, units: dict[str, dict]) -> None:
         """Write the fleet's Ansible inventory: one host per node at its address, with its unit's variables."""
         addresses = {name: self.address(i) for i, name in enumerate(meta["nodes"], start=1)}
+        power = {name: pdu.lab_power_entry(self.net, i) for i, name in enumerate(meta["nodes"], start=1)}
         inventory_file.write(path, inventory_file.render(self.root, self.key_file, self.known_hosts, meta, addresses,
-                                                         units))
+                                                         units, power))
 
     def _repository(self, log) -> Path:
         """The emulated Hailo packages' apt repository, built (once) by the emulator's packaging."""
@@ -228,6 +240,19 @@ class Fleet:
         if pid_alive(pid) and "lab.virtual.supervisor" in cmdline(pid) and str(nd.root) in cmdline(pid):
             return pid
         return None
+
+    def _pdudaemon(self, meta: dict | None = None) -> int | None:
+        """PID of the fleet's pdudaemon if it runs (checked by its command line), else None."""
+        meta = meta if meta is not None else self.meta()
+        pid = ((meta or {}).get("pdudaemon") or {}).get("pid")
+        return pid if pdu.is_ours(pid, self.root) else None
+
+    def pdu_status(self) -> dict | None:
+        """The PDU daemon's address and PID (None when it is not running), or None when no fleet is up."""
+        meta = self.meta()
+        if not meta:
+            return None
+        return {"address": pdu.daemon_address(self.net), "pid": self._pdudaemon(meta)}
 
     def wait_ssh(self, names: list[str], timeout: float) -> None:
         """Wait until every node's sshd answers and its users may log in; fail naming the nodes that never did.
@@ -331,6 +356,40 @@ class Fleet:
         self._wait(lambda: read_text(fdir / "freezer.state") == want, 10, f"{name} did not reach {want}")
         return f"{name} is {'frozen' if action == 'freeze' else 'thawed'}"
 
+    # ---- power ---------------------------------------------------------------------------
+    def power(self, name: str, action: str) -> str:
+        """What a PDU outlet does to a Pi: `off` cuts power at once, `on` restores it, `status` says which.
+
+        Fast, for a PDU's command-line driver: `off` returns once the supervisor reports the node down
+        (a frozen node is thawed first, so it really dies); `on` returns without waiting for SSH and
+        drops a pending hang-reboot (the hung boot is gone once power was cut). The next boot after
+        `off` is a cold power-on (a new power epoch), unlike the node's own `reboot`.
+        """
+        meta = self.meta()
+        if not meta:
+            raise ConfigError("no virtual fleet is up", str(self.root), "run `lab fleet up` first")
+        if name not in meta["nodes"]:
+            raise ConfigError(f"no node {name!r} in the fleet", hint=f"nodes are {', '.join(meta['nodes'])}")
+        if action not in POWER_ACTIONS:
+            raise ConfigError(f"unknown power action {action!r}", hint=f"use one of {', '.join(POWER_ACTIONS)}")
+        nd = self.node(name)
+        sup = self._supervisor(nd)
+        if action == "status":
+            return "on" if sup and read_text(nd.desired) == "up" else "off"
+        nd.hang_flag.unlink(missing_ok=True)
+        if action == "on":
+            if sup:
+                write_atomic(nd.desired, "up\n")
+            else:
+                self._start_supervisor(nd)
+            return f"{name} power on"
+        if not sup:
+            return f"{name} power off"
+        write_atomic(nd.desired, "down\n")
+        self._thaw(nd)  # frozen processes cannot be killed until thawed
+        self._wait(lambda: read_text(nd.state) == "down", POWER_OFF_TIMEOUT, f"{name} did not power off")
+        return f"{name} power off"
+
     # ---- moving HATs --------------------------------------------------------------------
     def swap_hats(self, a: str, b: str, log=lambda msg: None) -> str:
         """Move node a's HAT into node b's Pi and b's into a's, as a person does: both powered off, swapped, on.
@@ -405,6 +464,10 @@ class Fleet:
                 os.kill(pid, signal.SIGKILL)
         for name in names:
             self._cleanup_node(self.node(name))
+        pdu_pid = ((meta or {}).get("pdudaemon") or {}).get("pid")
+        if pdu_pid:
+            log(f"stopping pdudaemon {pdu_pid}")
+        pdu.stop(pdu_pid, self.root)
         if meta and meta.get("inventory"):
             Path(meta["inventory"]).unlink(missing_ok=True)
         if self.root.exists():

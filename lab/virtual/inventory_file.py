@@ -22,8 +22,11 @@ def host_vars(address: str, unit: dict, time_scale: float) -> dict:
 
 
 def render(fleet_root: Path, key_file: Path, known_hosts: Path, meta: dict, addresses: dict[str, str],
-           units: dict[str, dict] | None = None) -> dict:
-    """The inventory as data: group `virtual`, one host per node, connection and lab variables."""
+           units: dict[str, dict] | None = None, power: dict[str, dict] | None = None) -> dict:
+    """The inventory as data: group `virtual`, one host per node, connection and lab variables.
+
+    `power`: per node, its `lab_power` (the outlet of the fleet's pdudaemon that powers it).
+    """
     group_vars = {
         # As on a Pi: the login user `pi` with sudo (lab.virtual.node.add_login_user), never root.
         "ansible_user": LOGIN_USER,
@@ -38,6 +41,8 @@ def render(fleet_root: Path, key_file: Path, known_hosts: Path, meta: dict, addr
     # archive the nodes list (the fleet's emulated Raspberry Pi archive, see lab.virtual.node).
     group_vars["lab_hailo_sources"] = [{"files": "../hailo-files"}, "archive"]
     hosts = {name: host_vars(addr, (units or {}).get(name, {}), meta["time_scale"]) for name, addr in addresses.items()}
+    for name, entry in (power or {}).items():
+        hosts[name]["lab_power"] = entry
     return {"virtual": {"hosts": hosts, "vars": group_vars}}
 
 

@@ -3,6 +3,10 @@
 Run detached by `lab fleet up` as `python -m lab.virtual.supervisor NODE_DIR`. It owns the node's
 overlay mount and freezer cgroup and removes both when it stops. Control is through small files in
 NODE_DIR (`desired`: up, down or stop; `hang-reboot`), so `lab fleet` commands never need a socket.
+
+Every cold power-on (the first boot, a boot after the node was down) increments the node's power
+epoch in its hardware directory (/lab/hw/power-epoch inside the node); a warm reboot (the node's own
+`reboot`, or a hung reboot let go) does not. The emulator tells the two apart by it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,20 @@ import sys
 import time
 from pathlib import Path
 
+from lab.virtual.emulator.hailo_emu.hw import POWER_EPOCH_FILE
 from lab.virtual.node import HW_MOUNT, REPO_MOUNT, NodeDir, container_init, read_text, write_atomic
+
+
+def next_power_epoch(current: str | None) -> int:
+    """The epoch after `current` (1 when nothing, or nothing readable, was recorded)."""
+    return int(current) + 1 if current and current.isdigit() else 1
+
+
+def bump_power_epoch(hw_dir: Path) -> int:
+    """Record one more cold power-on of the node; returns the new epoch."""
+    epoch = next_power_epoch(read_text(hw_dir / POWER_EPOCH_FILE))
+    write_atomic(hw_dir / POWER_EPOCH_FILE, f"{epoch}\n")
+    return epoch
 
 REBOOT_EXIT = 133  # systemd-nspawn's status when the container asked for a reboot
 POLL = 0.1
@@ -147,6 +164,7 @@ class Supervisor:
         try:
             self.mount()
             hung = False
+            cold = True  # the node's first boot under this supervisor comes from power off
             while True:
                 want = self.desired()
                 if want == "stop":
@@ -155,8 +173,12 @@ class Supervisor:
                     hung = False
                 if want == "down" or hung:
                     self.set_state("hung" if hung else "down")
+                    cold = cold or want == "down"  # a hung reboot let go is still a warm one
                     time.sleep(POLL)
                     continue
+                if cold:
+                    self.log(f"cold power-on (power epoch {bump_power_epoch(self.nd.hw)})")
+                    cold = False
                 status, asked = self.boot()
                 self.log(f"systemd-nspawn exited with {status}")
                 if self.desired() == "stop":

@@ -50,6 +50,7 @@ class Sandbox:
         self.env = {
             hw.HW_DIR_ENV: str(self.root / "hw"),
             hw.STATE_DIR_ENV: str(self.root / "run"),
+            hw.CARRY_DIR_ENV: str(self.root / "var-lib"),
             hw.FIRMWARE_DIR_ENV: str(self.root / "firmware"),
             hw.DEV_DIR_ENV: str(self.root / "dev"),
             hw.JOURNAL_ENV: "",

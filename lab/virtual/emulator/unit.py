@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from lab.virtual.emulator.hailo_emu.hw import unit_with_defaults
 
@@ -66,6 +66,10 @@ class UnitProfile(BaseModel):
     device_holder: Optional[str] = Field(
         None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,80}\.service$",
         description="a service that opens /dev/hailo0 at boot and keeps it (e.g. hailort.service)",
+    )
+    warm_reboot_keeps_power: Optional[StrictBool] = Field(
+        None, description="a warm reboot keeps the HAT powered: the chip's state (a bricked chip included) survives"
+        " it and only a cold power cycle clears it (default false: every boot starts the chip fresh)",
     )
 
     def resolved(self) -> dict:

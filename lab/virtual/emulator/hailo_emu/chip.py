@@ -9,7 +9,7 @@ import random
 
 from . import kernel, tables
 from .clock import Clock
-from .hw import Paths, load_time_scale, load_unit
+from .hw import Paths, load_power_epoch, load_time_scale, load_unit
 from .klog import KernelLog
 from .state import Store, pid_alive, shared_file
 
@@ -86,14 +86,17 @@ class RunStats:
 
 
 class Chip:
-    """One emulated Hailo chip whose state lives in the node's /run (lost at reboot = power cycle)."""
+    """One emulated Hailo chip whose state lives in the node's /run (lost at every boot, unless the unit's
+    HAT keeps power through a warm reboot: see state.boot_state)."""
 
     def __init__(self, paths=None, unit=None, clock=None):
         self.paths = paths or Paths()
         self.unit = unit if unit is not None else load_unit(self.paths)
         self.clock = clock if clock is not None else Clock(load_time_scale(self.paths))
         self.spec = tables.CHIPS[self.unit["chip"]]
-        self.store = Store(self.paths.state_dir)
+        keeps_power = bool(self.unit.get("warm_reboot_keeps_power"))
+        self.store = Store(self.paths.state_dir, self.paths.carry_dir if keeps_power else None,
+                           load_power_epoch(self.paths) if keeps_power else None)
         self.klog = KernelLog(self.paths.state_dir, self.paths.journal_socket)
         self.notices = []  # throttling-state changes delivered to this process while it held the device
 

@@ -13,12 +13,16 @@ STATE_DIR_ENV = "HAILO_EMU_STATE_DIR"
 FIRMWARE_DIR_ENV = "HAILO_EMU_FIRMWARE_DIR"
 DEV_DIR_ENV = "HAILO_EMU_DEV_DIR"
 JOURNAL_ENV = "HAILO_EMU_JOURNAL_SOCKET"
+CARRY_DIR_ENV = "HAILO_EMU_CARRY_DIR"
 
 DEFAULT_HW_DIR = "/lab/hw"
 DEFAULT_STATE_DIR = "/run/hailo-emu"
 DEFAULT_FIRMWARE_DIR = "/lib/firmware"
 DEFAULT_DEV_DIR = "/dev"
 DEFAULT_JOURNAL = "/run/systemd/journal/socket"
+# Persistent (survives the node's reboots): where a unit that keeps its HAT powered keeps the chip's state.
+DEFAULT_CARRY_DIR = "/var/lib/hailo-emu"
+POWER_EPOCH_FILE = "power-epoch"  # in the hw directory, written by the host (the fleet's supervisor)
 
 
 class Paths:
@@ -31,6 +35,7 @@ class Paths:
         self.firmware_dir = env.get(FIRMWARE_DIR_ENV, DEFAULT_FIRMWARE_DIR)
         self.dev_dir = env.get(DEV_DIR_ENV, DEFAULT_DEV_DIR)
         self.journal_socket = env.get(JOURNAL_ENV, DEFAULT_JOURNAL)
+        self.carry_dir = env.get(CARRY_DIR_ENV, DEFAULT_CARRY_DIR)
 
     @property
     def dev_node(self) -> str:
@@ -103,6 +108,16 @@ def hat_of(unit: dict) -> dict:
 def load_unit(paths: Paths) -> dict:
     """The unit mounted into this node, completed with defaults (a default Hailo-10H when absent)."""
     return unit_with_defaults(_read_json(os.path.join(paths.hw_dir, "unit.json")))
+
+
+def load_power_epoch(paths: Paths):
+    """The host's power epoch (a count of cold power-ons), or None where nothing records it."""
+    try:
+        with open(os.path.join(paths.hw_dir, POWER_EPOCH_FILE), encoding="utf-8") as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        return None
+    return text or None
 
 
 def load_time_scale(paths: Paths) -> float:

@@ -1,4 +1,10 @@
-"""The chip's state under /run/hailo-emu: one JSON document updated under an exclusive fcntl lock."""
+"""The chip's state under /run/hailo-emu: one JSON document updated under an exclusive fcntl lock.
+
+/run is new at every boot of the node, so the chip starts fresh at every boot. A unit whose profile
+says `warm_reboot_keeps_power` also keeps a copy in the node's persistent storage, stamped with the
+host's power epoch (/lab/hw/power-epoch, which the fleet's supervisor increments at every cold
+power-on): a warm reboot then finds the chip as it was (`boot_state`), a power cycle does not.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,9 @@ import uuid
 
 SCHEMA = 1
 STATE_FILE = "chip.json"
+CARRY_FILE = "chip-powered.json"  # in the persistent directory: the chip's state while the HAT keeps power
+# What the host's boot resets even when the HAT keeps power: the kernel's side of the device.
+HOST_FIELDS = ("modules", "bound", "active", "enabled_once", "probes", "pcie_present")
 LOCK_FILE = "chip.lock"
 DEVICE_LOCK_FILE = "device.lock"
 
@@ -54,11 +63,33 @@ def power_on_state(now: float) -> dict:
     }
 
 
+def boot_state(carried, keeps_power: bool, epoch, now: float) -> dict:
+    """The chip's state at the first access of a boot of the host.
+
+    Fresh (`power_on_state`) unless the unit keeps the HAT powered through a warm reboot and the
+    carried state was written in this same power epoch (no cold power-on since): then the chip's own
+    state (firmware, bricked, CMA pool, degradation, temperature, its boot_id) survives and only the
+    host's side (loaded modules, binding, PCI enable) starts over.
+    """
+    if keeps_power and epoch is not None and isinstance(carried, dict) and carried.get("schema") == SCHEMA \
+            and carried.get("power_epoch") == epoch:
+        state = dict(carried)
+        fresh = power_on_state(now)
+        for key in HOST_FIELDS:
+            state[key] = fresh[key]
+        return state
+    state = power_on_state(now)
+    state["power_epoch"] = epoch
+    return state
+
+
 class Store:
     """Reads and writes the state document; every change happens inside `transaction()`."""
 
-    def __init__(self, state_dir: str):
+    def __init__(self, state_dir: str, carry_dir=None, epoch=None):
         self.state_dir = state_dir
+        self.carry_dir = carry_dir  # set when the unit keeps power through a warm reboot
+        self.epoch = epoch  # the host's power epoch, None where nothing records it
 
     def _path(self, name: str) -> str:
         """A file inside the state directory."""
@@ -90,6 +121,24 @@ class Store:
             json.dump(state, f, sort_keys=True)
         shared_file(tmp)
         os.replace(tmp, self._path(STATE_FILE))
+        if self.carry_dir:
+            shared_dir(self.carry_dir)
+            carry = os.path.join(self.carry_dir, CARRY_FILE)
+            tmp = carry + ".tmp.%d" % os.getpid()
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(state, f, sort_keys=True)
+            shared_file(tmp)
+            os.replace(tmp, carry)
+
+    def _carried(self):
+        """The state a previous boot of this power epoch left, or None."""
+        if not self.carry_dir:
+            return None
+        try:
+            with open(os.path.join(self.carry_dir, CARRY_FILE), encoding="utf-8") as f:
+                return json.load(f)
+        except (FileNotFoundError, ValueError):
+            return None
 
     @contextlib.contextmanager
     def transaction(self, now: float):
@@ -97,7 +146,7 @@ class Store:
         fd = self._open_shared(LOCK_FILE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            state = self._load() or power_on_state(now)
+            state = self._load() or boot_state(self._carried(), bool(self.carry_dir), self.epoch, now)
             yield state
             self._save(state)
         finally:

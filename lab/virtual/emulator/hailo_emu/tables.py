@@ -118,7 +118,7 @@ UNIT_DEFAULTS = {
 # hailo-ollama.service, the field report's tetherbox), None for none.
 for _defaults in UNIT_DEFAULTS.values():
     _defaults.update({"pcie_speed_gts": 5.0, "pcie_width": 1, "pcie_max_speed_gts": 8.0, "pcie_max_width": 4,
-                      "device_holder": None})
+                      "device_holder": None, "warm_reboot_keeps_power": False})
 HOST_CMA_TOTAL_KB = 65536  # Raspberry Pi OS's default CMA on a Pi 5 (CmaTotal: 65536 kB)
 HOST_CMA_BASE_USED_KB = 6144  # what the rest of the host (display, codecs) keeps allocated
 HOST_CMA_DRIVER_KB = 4096  # descriptor lists the bound Hailo driver keeps in host CMA
