@@ -162,23 +162,26 @@ def load(name_or_path: str) -> Inventory:
 
 
 def _vault_secrets(loader) -> list:
-    """The vault secrets of the password file that ANSIBLE_VAULT_PASSWORD_FILE names, read as ansible-playbook reads it.
+    """The vault secret of the password file that ANSIBLE_VAULT_PASSWORD_FILE names, read as ansible-playbook reads it.
 
-    A script (an executable file) is run for the password, as Ansible does; without the variable there are none."""
-    from ansible.cli import CLI
+    Ansible's own reader: a plain file holds the password, an executable one is run for it (a client script asked
+    for the vault id). Read from the environment at each load, not from ansible.constants, which keeps the value
+    of the first import for the life of the process. Without the variable there is none."""
     from ansible.errors import AnsibleError
+    from ansible.parsing.vault import get_file_vault_secret
 
     password_file = os.environ.get(VAULT_PASSWORD_ENV)
     if not password_file:
         return []
     try:
-        return CLI.setup_vault_secrets(loader, vault_ids=[], vault_password_files=[password_file],
-                                       ask_vault_pass=False, auto_prompt=False, initialize_context=False)
+        secret = get_file_vault_secret(filename=password_file, vault_id="default", loader=loader)
+        secret.load()
     except AnsibleError as exc:
         # Ansible's message names the file (never its content): "The vault password file ... was not found".
         first = " ".join(str(exc).split())[:200]
         raise InventoryError(f"cannot read the vault password file: {first}", f"{VAULT_PASSWORD_ENV}={password_file}",
                              "name a readable file holding the vault password (see README, Wiring a rack's power)") from None
+    return [("default", secret)]
 
 
 @contextlib.contextmanager
@@ -253,8 +256,16 @@ def _plain_key(key: Any) -> Any:
 
 def _template_error(exc: Exception, name: str, path: Path) -> InventoryError:
     """One line for a lab_power that cannot be templated: a vault that will not open, or an undefined variable."""
+    from ansible.parsing.vault import AnsibleVaultError
+
+    chain, cause = [], exc
+    while cause is not None and len(chain) < 20:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
     text = " ".join(str(exc).split())
-    if "vault" in text.lower() or "decrypt" in text.lower():
+    # a vaulted value that will not open: a vault error, or (templating) ansible's internal UndecryptableVaultError,
+    # known here by name so as not to import a private module
+    if any(isinstance(e, AnsibleVaultError) or type(e).__name__ == "UndecryptableVaultError" for e in chain):
         if not os.environ.get(VAULT_PASSWORD_ENV):
             return InventoryError(f"host {name}: lab_power uses a vaulted value and no vault password is given",
                                   str(path), f"set {VAULT_PASSWORD_ENV} to the vault password file")
