@@ -135,3 +135,10 @@ def test_a_secret_is_not_shown_in_a_validation_error(tmp_path):
         check_power(load(str(path)))
     assert "plug-secret-81" not in str(err.value)
     assert str(err.value) == f"host n1: lab_power.user must be a user name, got a list, {path}, Shelly's user is admin"
+
+
+def test_lab_check_inventory_says_how_many_nodes_have_power(tmp_path, capsys):
+    path = inventory(tmp_path, GOOD["command"], extra="    n3: {ansible_host: 127.77.9.3}\n")
+    assert main(["check", "cma_soak", "--inventory", str(path)]) == 0
+    assert capsys.readouterr() == (f"OK {path} (inventory: 3 hosts, 2 with lab_power)\n"
+                                   "OK cma_soak (scenario: cma_soak)\n", "")
