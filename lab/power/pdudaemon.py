@@ -3,8 +3,8 @@
 pdudaemon (LAVA's PDU daemon; Debian package `pdudaemon`) serves
 `GET /power/control/{on,off,reboot}?hostname=PDU&port=N[&delay=S]` and drives some forty PDUs, SNMP ones and
 smart plugs among them. `200 OK - accepted request` means the daemon took the request: Debian's 0.0.8 answers
-after its driver ran (a reboot: off, `delay` seconds, on), but it retries a failing driver and reports success
-anyway, and newer ones may queue, so lab says "request queued", not "done". 500 means it refused the request
+only after its driver ran (a reboot: off, `delay` seconds, on), yet answers 200 even when the driver still failed
+after its retries; so lab reports "request queued" (accepted), not "done". 500 means it refused the request
 (an unknown PDU, a bad port). pdudaemon has no status request.
 """
 

@@ -4,7 +4,7 @@ A fake in the labgrid sense (product code, documented): the `shelly` driver's te
 without a plug, talk to it exactly as to a device. What it implements, from Shelly's Gen2 API documentation:
 
 - `GET /rpc/Switch.Set?id=N&on=true|false[&toggle_after=S]` -> `{"was_on": bool}`; `toggle_after` is the
-  flip-back timer (the output returns to its former state after S seconds, `source` "timer")
+  flip-back timer (after S seconds the output flips to the opposite of `on`, `source` "timer")
   (https://shelly-api-docs.shelly.cloud/gen2/ComponentsAndServices/Switch);
 - `GET /rpc/Switch.GetStatus?id=N` -> `{"id", "source", "output", "apower", "voltage", "temperature"}`, with
   `timer_started_at` and `timer_duration` while a flip-back timer runs;
