@@ -34,8 +34,10 @@ def power(
     """Switch nodes' power on, off, cycle it, or read it, through each node's `lab_power` driver, in parallel.
 
     Prints one line per node in the order given: `NODE: STATE (DRIVER: WHAT IT SAID)`, or `NODE: error: WHY`.
-    A PDU that does not answer fails its own nodes; the others go on. Exits 0 if every node's action
-    succeeded, 1 if any failed, 2 for bad input (an unknown node, a node without lab_power, a bad lab_power).
+
+    A PDU that does not answer fails its own nodes; the others go on.
+
+    Exits 0 if every node's action succeeded, 1 if any failed, 2 for bad input (an unknown node, no lab_power).
 
     Example:
 
