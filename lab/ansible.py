@@ -89,6 +89,9 @@ def _envvars() -> dict[str, str]:
         # inventory's =yes (the first one wins), and a node with a changed host key would still be used.
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        # a vaulted inventory (lab_power's credentials): made absolute, as ansible-playbook runs in runner's own folder
+        **({"ANSIBLE_VAULT_PASSWORD_FILE": os.path.abspath(os.path.expanduser(os.environ["ANSIBLE_VAULT_PASSWORD_FILE"]))}
+           if os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE") else {}),
     }
 
 

@@ -52,5 +52,9 @@ class AgentError(LabError):
     """The node agent failed or produced records that cannot be read."""
 
 
+class PowerError(LabError):
+    """A power driver could not switch or read a node's power (a PDU, plug or command that failed or did not answer)."""
+
+
 class DatabaseError(LabError):
     """The results database cannot be opened, migrated or written."""

@@ -19,6 +19,7 @@ def _register() -> None:
     from lab.cli import campaign, nodes  # noqa: F401
     from lab.cli import report  # noqa: F401
     from lab.cli import serve  # noqa: F401
+    from lab.cli import power  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""`lab check FILE...`: validate scenario, stack and fleet profile files without touching a node."""
+"""`lab check FILE... [--inventory INV]`: validate scenario, stack and fleet profile files, and an inventory, without touching a node."""
 
 from __future__ import annotations
 
@@ -9,14 +9,17 @@ import typer
 
 from lab.cli.root import app
 from lab.errors import ConfigError
-from lab.inputs import check_file
+from lab.inputs import check_file, check_inventory
 
 
 @app.command("check")
-def check(files: list[Path] = typer.Argument(..., help="Scenario, stack or fleet profile files (YAML), or names of "
-                                                   "shipped ones (cma_soak, h10-5.3.0, mixed).",
-                                              show_default=False)) -> None:
-    """Validate scenario, stack and fleet profile files; touches no node.
+def check(files: list[Path] = typer.Argument(None, help="Scenario, stack or fleet profile files (YAML), or names of "
+                                                    "shipped ones (cma_soak, h10-5.3.0, mixed).",
+                                             show_default=False),
+          inventory: str = typer.Option(None, "--inventory", "-i",
+                                        help="Also check this inventory (path or name in inventory/): its hosts and "
+                                             "each one's lab_power.")) -> None:
+    """Validate scenario, stack and fleet profile files, and an inventory's hosts and power drivers; touches no node.
 
     Prints one line per file: `OK FILE (KIND: NAME)`, or on stderr
     `lab: error: WHAT, FILE:LINE, HINT`. Exits 2 if any file is bad.
@@ -24,10 +27,20 @@ def check(files: list[Path] = typer.Argument(..., help="Scenario, stack or fleet
     Example:
 
         lab check scenarios/*.yaml stacks/*.yaml
-        lab check cma_soak
+        lab check cma_soak --inventory pis
     """
+    if not files and not inventory:
+        raise ConfigError("nothing to check", None, "give scenario, stack or profile files, or --inventory INV")
     bad = 0
-    for path in files:
+    if inventory:
+        try:
+            result = check_inventory(inventory)
+        except ConfigError as exc:
+            bad += 1
+            print(f"lab: error: {exc}", file=sys.stderr)
+        else:
+            print(f"OK {result.path} ({result.kind}: {result.name})")
+    for path in files or []:
         try:
             result = check_file(path)
         except ConfigError as exc:
