@@ -8,7 +8,7 @@ from pathlib import Path
 from lab.errors import ConfigError
 from lab.inventory import POWER_VAR
 from lab.inventory import load as load_inventory
-from lab.power.base import check_power
+from lab.power.config import parse_power
 from lab.resources import find_input
 from lab.scenario import LoadedScenario, load_scenario
 from lab.stack import load_stack
@@ -81,7 +81,8 @@ def check_file(path: str | Path) -> CheckResult:
 def check_inventory(name_or_path: str | Path) -> CheckResult:
     """Load an inventory as Ansible does (vaulted values opened) and validate every host's lab_power."""
     inv = load_inventory(str(name_or_path))
-    check_power(inv)
+    for host in inv.hosts.values():
+        parse_power(host, str(inv.source))
     powered = sum(1 for h in inv.hosts.values() if h.vars.get(POWER_VAR) is not None)
     hosts = f"{len(inv.hosts)} host{'s' if len(inv.hosts) != 1 else ''}"
     return CheckResult(inv.source, "inventory", f"{hosts}, {powered} with {POWER_VAR}")

@@ -51,7 +51,7 @@ class Phase(StrictModel):
 
     name: str = Field(description="a unique name for the phase, e.g. soak")
     description: str = ""
-    reboot: bool = Field(False, description="true to reboot the node before the steps (a warm reboot)")
+    reboot: bool = Field(False, description="true to reboot the node before the steps")
     power_cycle: bool = Field(False, description="true to cut and restore the node's power before the steps (a cold "
                                                  "cycle through its lab_power driver); also written as a first step "
                                                  "`- power_cycle`")

@@ -16,6 +16,7 @@ from lab.engine.campaign import Ports, resume_campaign, run_campaign
 from lab.engine.plan import check_campaign_name, plan_campaign
 from lab.executor import AnsibleExecutor
 from lab.node_files import SshAgentFiles
+from lab.power.port import InventoryPower
 from lab.progress import Progress
 
 
@@ -46,8 +47,9 @@ def run(
 
 
 def ports(engine) -> Ports:
-    """The real adapters: Ansible for the nodes, SSH for the agents' files, the database for results."""
-    return Ports(AnsibleExecutor(), SshAgentFiles, SqlStore(engine))
+    """The real adapters: Ansible for the nodes, SSH for the agents' files, the database for results, the
+    inventory's power drivers."""
+    return Ports(AnsibleExecutor(), SshAgentFiles, SqlStore(engine), InventoryPower)
 
 
 def _print_summary(engine, name: str, as_json: bool) -> None:

@@ -16,7 +16,7 @@ from lab.errors import ConfigError
 from lab.inputs import load_scenario_file
 from lab.inventory import Host, Inventory
 from lab.models import ModelFile, resolve_models
-from lab.power.base import check_power
+from lab.power.config import parse_power
 from lab.scenario import LoadedScenario, RunSpec, expand_matrix, parse_scenario
 from lab.sources import installs_for
 from lab.stack import Stack
@@ -78,7 +78,8 @@ def plan_campaign(scenario_path: str | Path, inventory_name: str, limit: str | N
     """Load and check everything a campaign needs, touching no node and no database."""
     loaded = load_scenario_file(scenario_path)
     inv = inventory_mod.load(inventory_name)
-    check_power(inv)  # a bad lab_power stops here (one line, exit 2), before any node is touched
+    for host in inv.hosts.values():  # a bad lab_power stops here (one line, exit 2), before any node is touched
+        parse_power(host, str(inv.source))
     hosts = inv.select(limit)
     chips = {h.name: h.chip for h in hosts if h.chip}
     runs = expand_matrix(loaded.scenario, [h.name for h in hosts], inv.groups, chips, loaded.stacks)

@@ -43,7 +43,7 @@ def test_a_spec_the_contract_refuses_is_one_line_and_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-I", "-S", str(path), "run", str(spec)], capture_output=True, text=True,
                           cwd=tmp_path, timeout=60)
     assert (proc.returncode, proc.stdout) == (2, "")
-    assert proc.stderr == (f"lab-agent: error: {spec}: phase spec: unknown field(s) sysfs; known fields: campaign, "
+    assert proc.stderr == (f"lab-agent: error: {spec}: phase spec: unknown field(s) sysfs; known fields: boot_cause, campaign, "
                            "chip, commands, dev_node, devicetree_dir, driver_module, hef_dirs, inventory_chip, "
                            "meminfo, node, phase, phase_index, ready_timeout, run_key, steps, stop_services, "
                            "sysfs_root, time_scale\n")

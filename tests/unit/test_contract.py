@@ -58,7 +58,7 @@ def test_null_or_empty_values_take_the_default_but_zero_indexes_stay():
 
 
 def test_unknown_keys_are_refused_by_name():
-    with pytest.raises(ContractError, match=r"^phase spec: unknown field\(s\) hef_dir, speed; known fields: campaign"):
+    with pytest.raises(ContractError, match=r"^phase spec: unknown field\(s\) hef_dir, speed; known fields: boot_cause, campaign"):
         AgentSpec.from_json({"phase": "p", "speed": 2, "hef_dir": "/x"})
     with pytest.raises(ContractError, match=r"^node phase spec: unknown field\(s\) rebooot"):
         NodePhaseSpec.from_json({**_wire(NodePhaseSpec(False, 600, False, None, {}, 1, 2, FULL).to_json()),

@@ -64,12 +64,14 @@ def test_cma_soak_is_the_seed_reproduction():
     assert {"runtime_log", "dmesg", "temps"} <= collected
 
 
-def test_recovery_matrix_tries_every_action_then_reboots():
+def test_recovery_matrix_tries_every_action_then_reboots_then_cuts_power():
     scenario = load_scenario(PROJECT / "scenarios" / "recovery_matrix.yaml").scenario
     kinds = [s.kind for p in scenario.phases for s in p.steps]
     order = [kinds.index(k) for k in ("cooldown", "driver_reload", "pcie_rescan", "chip_reset")]
     assert order == sorted(order)
-    assert scenario.phases[-1].reboot
+    assert scenario.phases[-2].reboot and not scenario.phases[-2].power_cycle  # warm, then cold
+    assert scenario.phases[-1].power_cycle and not scenario.phases[-1].reboot
+    assert scenario.cuts_power() and scenario.recoveries == 1
     for phase in scenario.phases[2:]:  # a measurement after every recovery action
         assert any(isinstance(s, BenchmarkStep) for s in phase.steps)
 

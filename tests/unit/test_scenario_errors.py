@@ -46,7 +46,7 @@ CASES = [
      "runs: how many benchmark invocations, back to back"),
     ("scenarios/no_phases.yaml", 4, "phases must not be empty", "phases: the ordered phases, each with a name and steps"),
     ("scenarios/phase_does_nothing.yaml", 6, "phase 'idle' has no steps and does not reboot",
-     "add 'steps:' or 'reboot: true'"),
+     "add 'steps:', 'reboot: true' or 'power_cycle: true'"),
     ("scenarios/provision_broken_stack.yaml", 2, "chip must be one of 'hailo10h', 'hailo8' or 'hailo8l', got 'hailo9'",
      None, "stacks/bad-chip.yaml"),
     ("scenarios/provision_unknown_stack.yaml", 8, "unknown stack 'h10-5.3.O' at phases[0].steps[0].provision.stack",
