@@ -162,19 +162,20 @@ class CampaignEngine:
         hosts = {h.name: h for h in self.plan.hosts}
         files = collector.files
         timeout = float(self.plan.loaded.scenario.reboot_timeout)
-        before = dict(zip([r.node for r in runs], _parallel(lambda r: files.boot(hosts[r.node], 10), runs)))
-        asked = self.power.cycle([r.node for r in runs])
+        # the boot to leave behind: the node's own answer, else the last boot its records or Ansible named
+        # (a node hung in a reboot or frozen does not answer)
+        read = dict(zip([r.node for r in runs], _parallel(lambda r: files.boot(hosts[r.node], 10), runs)))
+        before = {r.node: read[r.node][0] if read[r.node] else self.state.last_boot(r.node) for r in runs}
         started = time.monotonic()
+        asked = self.power.cycle([r.node for r in runs])
 
         def new_boot(run: RunState) -> float | None:
             if asked[run.node].outcome != "ok":
                 return None
-            old = before[run.node]
             while time.monotonic() - started < timeout:
                 now = files.boot(hosts[run.node], 10)
-                elapsed = time.monotonic() - started
-                if now is not None and (now[0] != old[0] if old else now[1] < elapsed + 5):
-                    return round(elapsed, 1)
+                if now is not None and now[0] != before[run.node]:
+                    return round(time.monotonic() - started, 1)
                 time.sleep(BOOT_POLL_SECONDS)
             return None
 
@@ -195,6 +196,7 @@ class CampaignEngine:
                                                        waited[run.node], recovery))
         self._apply(effects)
         return failed
+
     def _run_phase(self, specs: dict[str, dict], collector: Collector):
         """The executor runs the phase while a poller stores what the nodes record."""
         stop = threading.Event()

@@ -42,7 +42,8 @@ class AgentFiles(Protocol):
         """The named artifacts that exist on the node, None if it did not answer."""
 
     def boot(self, host: Host, timeout: float) -> tuple[str, float] | None:
-        """The node's boot_id and uptime (seconds), None if it did not answer."""
+        """The node's boot_id and uptime (seconds), None if it did not answer. (A container's uptime is its
+        host's: only the boot_id tells a new boot on a virtual node.)"""
 
     def close(self) -> None:
         """Drop every connection kept open."""

@@ -186,6 +186,14 @@ class CampaignState:
         lost = result.outcome == "unreachable" or (result.outcome == "failed" and result.why.startswith(REBOOT_TASK))
         return lost and has_power and run.recoveries < self.recover
 
+    def last_boot(self, node: str) -> str | None:
+        """The latest boot a node's records or Ansible named (its last run's last phase with one)."""
+        for run in sorted((r for r in self.runs.values() if r.node == node), key=lambda r: -r.index):
+            for phase in reversed(run.phases):
+                if phase.boot_id:
+                    return phase.boot_id
+        return None
+
     def power_cycled(self, run: RunState, index: int, reason: str, ok: bool, detail: str,
                      waited_s: float | None, recovery: bool) -> PowerCycled:
         """A power cycle of the run's node happened (a recovery counts against the run's budget)."""

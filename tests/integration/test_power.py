@@ -4,6 +4,7 @@ finding the unit that only a cold cycle restores, and a PDU that refuses."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ phases:
   - name: soak
     reboot: true
     steps:
-      - benchmark: {{hef: /usr/share/hailo-models/yolov8s_h10.hef, runs: {runs}, time_to_run: {seconds}}}
+      - benchmark: {{hef: yolo26s_hailo10h.hef, runs: {runs}, time_to_run: {seconds}}}
 """
 
 
@@ -40,6 +41,7 @@ def power_fleet(tmp_path_factory):
     require_fleet()
     base = tmp_path_factory.mktemp("powerrun")
     build_hailo_files(base / "hailo-files")  # beside the inventory, as a person downloads them from Hailo
+    build_models(base / "models")  # the field report's model, on the controller
     fleet = Fleet(root=base / "fleet", net=NET)
     inventory = base / "inventory" / "virtual.yml"
     prefix = None
@@ -54,8 +56,10 @@ def power_fleet(tmp_path_factory):
 
 
 def run(capsys, base: Path, inventory: Path, scenario: Path, name: str) -> tuple[int, str]:
-    code = main(["run", str(scenario), "--inventory", str(inventory), "--db", f"sqlite:///{base / 'lab.db'}",
-                 "--name", name])
+    """`lab run` from the fleet's directory, where the field report's model is (models/)."""
+    with contextlib.chdir(base):
+        code = main(["run", str(scenario), "--inventory", str(inventory), "--db", f"sqlite:///{base / 'lab.db'}",
+                     "--name", name])
     return code, capsys.readouterr().out
 
 
@@ -77,6 +81,48 @@ def stored(base: Path, name: str):
                               .where(PowerEvent.run_id == r.id).order_by(PowerEvent.id)).all()
             out[r.node] = (r.verdict, r.error, list(runs), [tuple(p) for p in power])
         return out
+
+
+def boot_id(fleet: Fleet, node: str) -> str | None:
+    """The node's boot_id over real SSH, None while it does not answer."""
+    proc = ssh_cmd(fleet, f"{NET}.{node.removeprefix('node')}", "cat /proc/sys/kernel/random/boot_id", timeout=5)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def wait_for(cond, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_lab_power_through_the_fleets_pdudaemon(power_fleet, capsys):
+    fleet, inventory, base = power_fleet
+    label = f"pdudaemon {NET}.254:16521 virtual-fleet port 2"
+    old = wait_for(lambda: boot_id(fleet, "node2"), 120, "node2 up")
+    assert main(["power", "node2", "off", "--inventory", str(inventory)]) == 0
+    assert capsys.readouterr().out.startswith(f"node2: off ({label}: ")
+    wait_for(lambda: boot_id(fleet, "node2") is None, 60, "node2's power cut")
+    assert boot_id(fleet, "node1") is not None  # the other node is untouched
+    assert main(["power", "node2", "status", "--inventory", str(inventory)]) == 0
+    assert capsys.readouterr().out.startswith(f"node2: unknown ({label}: ")  # pdudaemon has no status request
+    assert main(["power", "node2", "on", "--inventory", str(inventory)]) == 0
+    assert capsys.readouterr().out.startswith(f"node2: on ({label}: ")
+    on = wait_for(lambda: boot_id(fleet, "node2"), 180, "node2 back")
+    assert on != old
+    before = {n: boot_id(fleet, n) for n in ("node1", "node2")}
+    assert main(["power", "node1", "node2", "cycle", "--inventory", str(inventory), "--json"]) == 0
+    import json
+
+    results = json.loads(capsys.readouterr().out)
+    assert [(r["node"], r["action"], r["ok"]) for r in results] == [("node1", "cycle", True), ("node2", "cycle", True)]
+    for node in ("node1", "node2"):
+        wait_for(lambda n=node: boot_id(fleet, n) not in (None, before[n]), 180, f"{node}'s new boot")
+    assert main(["power", "node9", "status", "--inventory", str(inventory)]) == 2  # bad input: one line, exit 2
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_a_hung_reboot_is_cycled_and_the_node_finishes_its_phases(power_fleet, capsys):
@@ -138,11 +184,8 @@ def test_a_pdu_that_refuses_leaves_its_node_infra_error_and_the_other_goes_on(po
     assert [(rec, ok) for rec, _, ok in power] == [(False, False)]
 
 
-def test_the_recovery_matrix_finds_the_unit_that_only_a_cold_cycle_restores(power_fleet, capsys, tmp_path,
-                                                                            monkeypatch):
+def test_the_recovery_matrix_finds_the_unit_that_only_a_cold_cycle_restores(power_fleet, capsys, tmp_path):
     fleet, inventory, base = power_fleet
-    monkeypatch.chdir(tmp_path)
-    build_models(Path("models"))  # the field report's model, on the controller
     code, out = run(capsys, base, inventory, PROJECT / "scenarios" / "recovery_matrix.yaml", "matrix")
     assert code == 0, out
     assert main(["report", "matrix", "--db", f"sqlite:///{base / 'lab.db'}", "--format", "json",
