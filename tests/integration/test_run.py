@@ -131,6 +131,8 @@ def test_recovery_matrix_records_each_step(mixed_fleet, capsys):
         assert bench("chip_reset") == []
         assert phases["reboot"].status == "ok"
         assert min(bench("reboot")) > 123.5  # only a reboot recovers
+        assert phases["power_cycle"].status == "ok" and min(bench("power_cycle")) > 123.5  # and a cold cycle
+        assert phases["power_cycle"].boot_id not in (None, phases["reboot"].boot_id)
         assert node1.verdict == "device_error"
         node4 = next(r for r in c.runs if r.node == "node4")
         assert {p.status for p in node4.phases} == {"ok"}
