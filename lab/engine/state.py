@@ -184,7 +184,8 @@ class CampaignState:
         """Whether to cycle the node's power and run the phase again: it stopped answering, or hung in the
         phase's reboot, it has a power driver, and its run has recoveries left."""
         lost = result.outcome == "unreachable" or (result.outcome == "failed" and result.why.startswith(REBOOT_TASK))
-        return lost and has_power and run.recoveries < self.recover
+        refused = "host key" in result.why  # it answers, with a key we do not trust: power changes nothing
+        return lost and not refused and has_power and run.recoveries < self.recover
 
     def last_boot(self, node: str) -> str | None:
         """The latest boot a node's records or Ansible named (its last run's last phase with one)."""

@@ -109,11 +109,15 @@ def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str, str]
 
 def soak(name: str, runs: int, *, reboot_timeout: int = 600, extra_phase: str = "", description: str = "",
          reboot: bool = False) -> str:
-    """A scenario without provisioning (the module installed the stack): identify, then `runs` benchmarks."""
+    """A scenario without provisioning (the module installed the stack): identify, then `runs` benchmarks.
+
+    `recover: none`: these are the faults of a node lab may not power-cycle (the fleet's nodes have a power
+    driver; recovery by a power cycle is tests/integration/test_power.py's)."""
     return f"""name: {name}
 description: {json.dumps(description)}
 matrix: {{stacks: [{STACK}]}}
 reboot_timeout: {reboot_timeout}
+recover: none
 phases:
   - name: warm
     steps: [identify]

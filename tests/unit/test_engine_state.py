@@ -204,6 +204,15 @@ def test_a_reboot_that_hangs_is_recovered_but_a_failed_task_is_not():
     assert not st.wants_recovery(run, NodeResult("node1", "ok"), True)
 
 
+def test_a_node_whose_host_key_changed_is_not_power_cycled():
+    st = state()
+    st.recover = 1
+    run = started(st)[0]
+    changed = NodeResult("node1", "unreachable", "host key changed or unknown: the node's SSH host key does not match "
+                                                 "known_hosts; verify the node, then update known_hosts")
+    assert not st.wants_recovery(run, changed, True)
+
+
 def test_recover_none_never_cycles():
     st = state()  # recover defaults to 0 in the state: the scenario's `recover: none`
     run = started(st)[0]
