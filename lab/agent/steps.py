@@ -21,6 +21,7 @@ from .records import RecordLog, node_facts, write_artifact
 DEVICE_STEPS = ("identify", "benchmark", "configure_cycles", "infer_continuous", "cooldown",
                 "driver_reload", "pcie_rescan", "chip_reset")
 TOOL_TIMEOUT_MARGIN = 120.0
+PROBE_GRACE = 30.0  # seconds a booted node's installed driver may take to bind the device before its probe counts as failed
 READY_STATES = ("running", "degraded")  # `systemctl is-system-running`: boot finished (degraded: a unit failed)
 
 
@@ -121,6 +122,7 @@ class Agent:
         self.meminfo = spec.meminfo
         self.dev_node = spec.dev_node
         self.prior: List[Dict[str, Any]] = []  # this phase's records from an earlier, interrupted attempt
+        self.device_failure = False  # the pre-flight found the device's probe failed (not the node's fault)
 
     def resume_from(self, records: List[Dict[str, Any]]) -> None:
         """Remember what an interrupted attempt of this phase already recorded, so nothing is measured twice."""
@@ -527,11 +529,20 @@ class Agent:
         started = time.monotonic()
         timeout = self.spec.ready_timeout
         state, mismatch = self.readiness(), None
+        unbound_since = None  # boot finished, device present, its driver installed, yet not bound: a failed probe
+        self.device_failure = False
         while True:
             device = self._device()
             mismatch = self._chip_mismatch(node, device)
             if state["ready"] or mismatch or time.monotonic() - started >= timeout:
                 break  # a wrong chip never gets ready with this stack's driver: say so at once
+            if state["system"] in READY_STATES and device and not state["driver"] and self._driver_installed():
+                unbound_since = unbound_since or time.monotonic()
+                if time.monotonic() - unbound_since >= PROBE_GRACE:
+                    self.device_failure = True  # the device's own failure (a bricked chip), not the node's
+                    break
+            else:
+                unbound_since = None
             time.sleep(1.0)
             state = self.readiness()
         holders = kernel.device_holders(self.dev_node) if state["dev_node"] else []
@@ -541,6 +552,9 @@ class Agent:
                 node, kernel.HAILO_VENDOR[2:], self.sysfs)
         elif mismatch:
             error = mismatch
+        elif self.device_failure:
+            error = ("%s: the driver (%s) is installed but did not bind the Hailo device %ds after boot finished: "
+                     "its probe failed (see dmesg)" % (node, self.spec.driver_module, PROBE_GRACE))
         elif not state["ready"]:
             error = "%s: not ready after %ds: %s" % (node, timeout, ", ".join(self._missing(state)))
         elif holders:
@@ -550,8 +564,13 @@ class Agent:
                     waited_s=round(time.monotonic() - started, 3), system_state=state["system"],
                     devices=state["devices"], driver=state["driver"], dev_node=state["dev_node"],
                     ntp_synchronized=state["ntp_synchronized"], holders=holders, stopped_services=stopped,
-                    chip=self.spec.chip, error=error)
+                    chip=self.spec.chip, error=error, device_failure=self.device_failure or None)
         return error
+
+    def _driver_installed(self) -> bool:
+        """Whether the stack's PCIe driver module is installed (modinfo knows it)."""
+        argv = self.commands.get("driver_version") or ["modinfo", "-F", "version", self.spec.driver_module]
+        return self.tool(list(argv), 30).returncode == 0
 
     def _chip_mismatch(self, node: str, device: Optional[Dict[str, str]]) -> Optional[str]:
         """The one-line error when the chip the inventory (else the stack) names is not the PCI device found."""
@@ -631,7 +650,9 @@ class Agent:
             self.record(SYSTEM, **self.system())
             if any(s.get("kind") in DEVICE_STEPS for s in self.spec.steps):
                 refused = self.preflight()
-                if refused is not None:  # not the device's fault: the run ends as an infrastructure error
+                if refused is not None and self.device_failure:  # the chip's failure: the phase's outcome
+                    status, error = "device_error", refused
+                elif refused is not None:  # not the device's fault: the run ends as an infrastructure error
                     self.restart_services()
                     self.record(PHASE_END, status="infra_error", error=refused)
                     return "infra_error"

@@ -105,6 +105,8 @@ class SeriesBuilder:
             self._start_probe(step)
         elif step in ("identify", "identity"):
             self._identity(extra or {}, error)
+        elif step == "preflight" and error and (extra or {}).get("device_failure"):
+            self._fail(phase, error)  # the device did not come up (a bricked chip after a reboot)
 
     def _telemetry(self, benchmark: bool, reading: dict[str, Any]) -> None:
         """File a telemetry reading under its benchmark position (see `add`)."""
