@@ -538,7 +538,7 @@ class Agent:
                 break  # a wrong chip never gets ready with this stack's driver: say so at once
             if state["system"] in READY_STATES and device and not state["driver"] and self._driver_installed():
                 unbound_since = unbound_since or time.monotonic()
-                if time.monotonic() - unbound_since >= PROBE_GRACE:
+                if time.monotonic() - unbound_since >= min(PROBE_GRACE, timeout / 2):
                     self.device_failure = True  # the device's own failure (a bricked chip), not the node's
                     break
             else:
@@ -553,8 +553,8 @@ class Agent:
         elif mismatch:
             error = mismatch
         elif self.device_failure:
-            error = ("%s: the driver (%s) is installed but did not bind the Hailo device %ds after boot finished: "
-                     "its probe failed (see dmesg)" % (node, self.spec.driver_module, PROBE_GRACE))
+            error = ("%s: the driver (%s) is installed but did not bind the Hailo device after boot finished: "
+                     "its probe failed (see dmesg)" % (node, self.spec.driver_module))
         elif not state["ready"]:
             error = "%s: not ready after %ds: %s" % (node, timeout, ", ".join(self._missing(state)))
         elif holders:

@@ -114,6 +114,25 @@ def test_a_node_that_never_gets_ready_says_what_is_missing(node):
     assert preflight["ready"] is False and "ready_s" not in preflight and preflight["waited_s"] >= 2
 
 
+def test_a_device_whose_installed_driver_does_not_bind_is_the_devices_failure(node, tmp_path):
+    """A bricked chip after a warm reboot: the boot finished, the driver is installed, the device is there but
+    unbound. That is the device's outcome (device_error: the run goes on to a power cycle), not the node's."""
+    spec = fake_kernel(node.parent / "kernel")
+    Path(spec["sysfs_root"], "bus/pci/devices/0001:01:00.0/driver").unlink()  # the probe failed
+    Path(spec["dev_node"]).unlink()
+    modinfo = tmp_path / "modinfo"
+    modinfo.write_text("#!/bin/sh\necho 5.3.0\n")  # the stack's driver is installed
+    modinfo.chmod(0o755)
+    out = _run(node, BENCH, ready_timeout=4, commands={"driver_version": [str(modinfo)]})
+    assert out["status"] == "device_error"
+    end = records(node)[-1]
+    assert end["error"] == (f"{_host()}: the driver (hailo1x_pci) is installed but did not bind the Hailo device "
+                            "after boot finished: its probe failed (see dmesg)")
+    preflight = next(r for r in records(node) if r["kind"] == "preflight")
+    assert preflight["device_failure"] is True and preflight["waited_s"] < 4  # not the whole ready timeout
+    assert [r.get("skipped") for r in records(node) if r.get("step") == "benchmark"] == [True]
+
+
 def test_no_hailo_device_at_all(node):
     spec = fake_kernel(node.parent / "kernel")
     Path(spec["sysfs_root"], "bus/pci/devices/0001:01:00.0/vendor").write_text("0x1de4\n")

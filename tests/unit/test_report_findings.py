@@ -90,7 +90,7 @@ def test_recovery_probes_only_reboot_restores():
     assert f.recovery.degraded_fps == 78.6  # median of the last three soak benchmarks
 
 
-def cold_run(keeps_power: bool) -> RunInfo:
+def cold_run(keeps_power: bool, preflight: bool = False) -> RunInfo:
     """The recovery matrix with a warm reboot, then a cold power cycle. A unit whose HAT stays powered through
     a warm reboot keeps its bricked chip (identify fails) until the cycle; another recovers at the reboot."""
     r = Records().start("degrade", "b1").add("identify").bench(*SEED_FPS, 80.0, 79.5, 79.0, 78.6, 78.2)
@@ -98,7 +98,12 @@ def cold_run(keeps_power: bool) -> RunInfo:
     r.add("benchmark", None, error="HAILO_TIMEOUT(4)")
     if keeps_power:
         r.start("reboot", "b2", "device_error", "identify: HAILO_TIMEOUT(4)", boot_cause="reboot")
-        r.add("identify", error="HAILO_TIMEOUT(4)").add("benchmark", skipped=True, error="skipped")
+        if preflight:  # the agent's pre-flight saw the driver fail to bind the bricked chip
+            r.add("preflight", error="node1: the driver (hailo1x_pci) is installed but did not bind the Hailo device",
+                  device_failure=True)
+        else:
+            r.add("identify", error="HAILO_TIMEOUT(4)")
+        r.add("benchmark", skipped=True, error="skipped")
     else:
         r.start("reboot", "b2", boot_cause="reboot").add("identify").bench(124.9, 124.8, 124.95)
     r.start("power_cycle", "b3", boot_cause="power_cycle").add("identify").bench(124.9, 124.85, 124.9)
@@ -114,6 +119,9 @@ def test_a_unit_that_needs_cold_power_is_found_by_the_recovery_matrix():
     assert {o.action: o.outcome for o in warm.recovery.outcomes} == {
         "chip_reset": "device_error", "reboot": "recovered", "power_cycle": "recovered"}
     assert cold_run(True).series.marks[-2:] == [(31, "reboot"), (31, "power_cycle")]
+    bound = run_finding(cold_run(keeps_power=True, preflight=True))  # the same when the pre-flight saw it
+    assert {o.action: o.outcome for o in bound.recovery.outcomes}["reboot"] == "device_error"
+    assert bound.recovery.restoring_actions == ["power_cycle"]
 
 
 def test_a_recovery_cycle_is_not_a_recovery_probe():
