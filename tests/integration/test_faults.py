@@ -255,10 +255,46 @@ def test_controller_sigkill_then_resume(ff):
     # an apt timer a Pi has (the base image masks it): the campaign masks it, and only `lab resume` gives it back
     ssh_cmd(ff.fleet, node1, "rm -f /etc/systemd/system/apt-daily.timer && systemctl daemon-reload", timeout=30)
     before = ssh_cmd(ff.fleet, node1, timer).stdout.strip()
-    proc = ff.run(path, "killed")
+    tmp = ff.base / "killed-tmp"  # the killed controller's ansible-runner directory stays under the module's
+    tmp.mkdir()
+    proc = ff.run(path, "killed", env={"TMPDIR": str(tmp)})
     ff.wait_samples("killed", "node1", 8, proc)
+    orphans = descendants(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)  # the controller only; its ansible-playbook child loses its pty
     proc.communicate(timeout=60)
+    try:
+        resume_after_sigkill(ff, node1, timer, before)
+    finally:  # the killed controller's children outlive it: stop them, by PID
+        alive = processes()
+        for pid, started in orphans.items():
+            if alive.get(pid, (None, None))[1] == started:  # the same process, not a reused PID
+                os.kill(pid, signal.SIGKILL)
+
+
+def processes() -> dict[int, tuple[int, str]]:
+    """Every process's parent PID and start time, from /proc."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        found[int(stat.parent.name)] = (int(fields[1]), fields[19])
+    return found
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every living descendant of `pid`, with its start time."""
+    table = processes()
+    found, frontier = {}, {pid}
+    while frontier:
+        children = {child for child, (ppid, _) in table.items() if ppid in frontier}
+        found.update({child: table[child][1] for child in children})
+        frontier = children
+    return found
+
+
+def resume_after_sigkill(ff, node1: str, timer: str, before: str) -> None:
     assert ssh_cmd(ff.fleet, node1, timer).stdout.strip() == "masked"  # held still across the crash
     with Session(ff.engine) as s:
         assert s.scalar(select(Campaign.status).where(Campaign.name == "killed")) == "running"
