@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 import ansible_runner
+import yaml
 
 from lab import resources
 from lab.errors import PlaybookError, WorkerLostError
@@ -364,3 +366,43 @@ def _stdout_tail(out: Path) -> str:
     for stdout in sorted(out.glob("artifacts/**/stdout")):
         return " / ".join(line.strip() for line in stdout.read_text(errors="replace").splitlines()[-3:] if line.strip())
     return ""
+
+
+# ---- an execution node's ansible-runner: asked once before a campaign ----------------------------------------
+
+# Oldest worker lab streams to: `ansible-runner worker --keepalive-seconds` came in 2.4.0 (Debian bookworm has 2.3.1).
+MIN_WORKER = (2, 4)
+
+
+def controller_runner_version() -> str:
+    """This controller's ansible-runner version (the one that transmits and processes)."""
+    return importlib.metadata.version("ansible-runner")
+
+
+def check_worker(runner: Sequence[str], where: str, timeout: float = 30.0,
+                 env: dict[str, str] | None = None) -> str:
+    """Ask an execution node's ansible-runner (`runner`: the argv that starts it, e.g. over ssh) for its version;
+    returns it, or raises PlaybookError in one line when the worker is missing or one this controller cannot
+    talk to (another major.minor: transmit sends keyword arguments only the same release is sure to take)."""
+    argv = [*runner, "worker", "--worker-info"]
+    hint = f"install ansible-runner {controller_runner_version()} on {where} (the controller's version)"
+    try:
+        done = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout,
+                              env={**os.environ, **(env or {})}, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PlaybookError(f"{where}: cannot ask its ansible-runner: {exc}", None, hint) from exc
+    try:
+        info = yaml.safe_load(done.stdout.decode(errors="replace"))
+    except yaml.YAMLError:
+        info = None
+    version = str(info.get("runner_version", "")) if isinstance(info, dict) else ""
+    if done.returncode != 0 or not version:
+        said = " / ".join(line.strip() for line in done.stderr.decode(errors="replace").splitlines()[-2:] if line.strip())
+        raise PlaybookError(f"{where}: no ansible-runner worker answered (exit {done.returncode}"
+                            f"{'; ' + said[:200] if said else ''})", None, hint)
+    ours = controller_runner_version()
+    theirs = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if theirs < MIN_WORKER or theirs != tuple(int(p) for p in ours.split(".")[:2]):
+        raise PlaybookError(f"{where}: ansible-runner {version} cannot work for this controller's {ours} "
+                            f"(the same major.minor, at least {'.'.join(map(str, MIN_WORKER))}, is needed)", None, hint)
+    return version

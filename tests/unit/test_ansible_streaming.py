@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.ansible import PlaybookResult, local_worker, run_playbook, run_playbook_streamed
+from lab.ansible import (PlaybookResult, check_worker, controller_runner_version, local_worker, run_playbook,
+                         run_playbook_streamed)
 from lab.errors import PlaybookError, WorkerLostError
 
 # Two fake hosts on this machine: alpha does everything, beta fails a task (ignore_errors false).
@@ -177,3 +178,37 @@ def test_a_worker_program_that_does_not_exist_is_lost(fakes):
     inventory, playbook = fakes
     with pytest.raises(WorkerLostError, match="cannot start /nonexistent/ansible-runner"):
         run_playbook_streamed(playbook, inventory, ["/nonexistent/ansible-runner", "worker"])
+
+
+# ---- check_worker: an execution node's ansible-runner, asked before a campaign ----------------------------------
+
+def fake_runner(tmp_path: Path, body: str) -> list[str]:
+    """An `ansible-runner` that answers `worker --worker-info` as the given shell body does."""
+    script = tmp_path / "ansible-runner"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+    return [str(script)]
+
+
+def test_check_worker_returns_a_matching_workers_version():
+    assert check_worker([sys.executable, "-m", "ansible_runner"], "executor rack1") == controller_runner_version()
+
+
+@pytest.mark.parametrize("version", ["2.3.1", "3.4.0"])
+def test_check_worker_refuses_a_version_it_cannot_talk_to(tmp_path, version):
+    runner = fake_runner(tmp_path, f"echo '{{cpu_count: 4, errors: [], runner_version: {version}}}'")
+    with pytest.raises(PlaybookError) as err:
+        check_worker(runner, "executor rack1")
+    ours = controller_runner_version()
+    assert err.value.what == (f"executor rack1: ansible-runner {version} cannot work for this controller's {ours} "
+                              "(the same major.minor, at least 2.4, is needed)")
+    assert err.value.hint == f"install ansible-runner {ours} on executor rack1 (the controller's version)"
+
+
+def test_check_worker_names_a_missing_ansible_runner(tmp_path):
+    runner = fake_runner(tmp_path, "echo 'sh: 1: ansible-runner: not found' >&2; exit 127")
+    with pytest.raises(PlaybookError, match=r"^executor rack1: no ansible-runner worker answered "
+                                            r"\(exit 127; sh: 1: ansible-runner: not found\)"):
+        check_worker(runner, "executor rack1")
+    with pytest.raises(PlaybookError, match="^executor rack1: cannot ask its ansible-runner: "):
+        check_worker(["/nonexistent/ansible-runner"], "executor rack1")
