@@ -341,10 +341,11 @@ def _lost_detail(silent: list[float], explanation: str, returncode: int | None, 
     """Why a worker's stream ended without a final status, in one line (ansible-runner's own words are long)."""
     if silent:
         why = f"no word from it for {silent[0]:.0f} s"
+    elif not explanation or "empty line" in explanation or explanation.rstrip().endswith("b''"):
+        # ansible-runner 2.4.3 says "Unexpected empty line"; 2.4.0 fails to parse the empty line b''
+        why = "its stream ended without a final status"
     elif "JSON" in explanation:
         why = "its stream broke off in the middle of an event"
-    elif "empty line" in explanation or not explanation:
-        why = "its stream ended without a final status"
     else:
         why = " ".join(explanation.split())[:200]
     lines = stderr_path.read_text(errors="replace").splitlines()[-3:]
