@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -120,10 +121,31 @@ def test_streamed_run_folds_the_same_per_host_results_as_a_local_run(fakes):
     assert "runner_on_ok" in events and "playbook_on_stats" in events and "keepalive" not in events
 
 
-def test_a_limit_and_extravars_travel_with_the_job(fakes):
+def test_two_workers_side_by_side_from_threads(fakes):
+    """As the executor adapter will run one worker per execution node, each from its own thread."""
     inventory, playbook = fakes
-    result = streamed(playbook, inventory, limit="alpha", extravars={"lab_extra": 1})
-    assert list(result.hosts) == ["alpha"] and result.status == "successful" and result.rc == 0
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        alpha, beta = pool.map(lambda host: streamed(playbook, inventory, limit=host), ["alpha", "beta"])
+    assert list(alpha.hosts) == ["alpha"] and alpha.status == "successful"
+    assert list(beta.hosts) == ["beta"] and beta.failed_hosts == ["beta"]
+
+
+def test_a_limit_extravars_and_the_inventorys_group_vars_travel_with_the_job(tmp_path, fakes):
+    inventory, _ = fakes
+    (tmp_path / "group_vars").mkdir()
+    write(tmp_path / "group_vars" / "all.yml", "lab_from_group_vars: 7\n")
+    playbook = write(tmp_path / "vars.yml", """\
+        - name: Report what arrived
+          hosts: all
+          gather_facts: false
+          tasks:
+            - name: Report extravars and group vars
+              ansible.builtin.set_fact:
+                lab_seen: "{{ lab_extra }}/{{ lab_from_group_vars }}"
+        """)
+    result = streamed(playbook, inventory, limit="alpha", extravars={"lab_extra": "x"})
+    assert list(result.hosts) == ["alpha"] and (result.status, result.rc) == ("successful", 0)
+    assert result.hosts["alpha"].facts == {"lab_seen": "x/7"}
 
 
 def test_the_worker_runs_the_staged_project_with_host_keys_checked(tmp_path, fakes):
