@@ -229,11 +229,17 @@ class _WatchedStream:
         self._raw.close()
 
 
-def local_worker(keepalive_seconds: int = 30) -> tuple[list[str], dict[str, str]]:
-    """`ansible-runner worker` of this interpreter, with its ansible-playbook on PATH: the argv and environment."""
+def local_worker(keepalive_seconds: int = 30,
+                 private_data_dir: str | Path | None = None) -> tuple[list[str], dict[str, str]]:
+    """`ansible-runner worker` of this interpreter, with its ansible-playbook on PATH: the argv and environment.
+
+    With `private_data_dir` the worker unpacks the job there and removes it before and after (`--delete`);
+    without, in a temporary folder that a killed worker leaves behind."""
     bindir = str(Path(sys.executable).parent)
-    return ([sys.executable, "-m", "ansible_runner", "worker", "--keepalive-seconds", str(keepalive_seconds)],
-            {"PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}"})
+    argv = [sys.executable, "-m", "ansible_runner", "worker", "--keepalive-seconds", str(keepalive_seconds)]
+    if private_data_dir is not None:
+        argv += ["--private-data-dir", str(private_data_dir), "--delete"]
+    return argv, {"PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -398,7 +404,8 @@ def check_worker(runner: Sequence[str], where: str, timeout: float = 30.0,
         info = None
     version = str(info.get("runner_version", "")) if isinstance(info, dict) else ""
     if done.returncode != 0 or not version:
-        said = " / ".join(line.strip() for line in done.stderr.decode(errors="replace").splitlines()[-2:] if line.strip())
+        lines = done.stderr.decode(errors="replace").splitlines()[-2:]
+        said = " / ".join(line.strip() for line in lines if line.strip())
         raise PlaybookError(f"{where}: no ansible-runner worker answered (exit {done.returncode}"
                             f"{'; ' + said[:200] if said else ''})", None, hint)
     ours = controller_runner_version()

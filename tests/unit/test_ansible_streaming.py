@@ -7,6 +7,7 @@ execution node); the hosts are `localhost`-style fakes with ansible_connection=l
 from __future__ import annotations
 
 import sys
+import tempfile
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -95,13 +96,17 @@ def write(path: Path, text: str) -> Path:
 
 
 @pytest.fixture
-def fakes(tmp_path):
+def fakes(tmp_path, monkeypatch):
+    # lab's staging folder and any worker's own temporary folder stay under tmp_path
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     return write(tmp_path / "hosts.yml", INVENTORY), write(tmp_path / "tiny.yml", PLAYBOOK)
 
 
-def streamed(playbook, inventory, worker=None, **kwargs) -> PlaybookResult:
-    argv, env = local_worker(keepalive_seconds=1)
-    return run_playbook_streamed(playbook, inventory, worker or argv, worker_env=env, **kwargs)
+def streamed(playbook, inventory, **kwargs) -> PlaybookResult:
+    folder = Path(playbook).parent / f"worker-{time.monotonic_ns()}"
+    argv, env = local_worker(keepalive_seconds=1, private_data_dir=folder)
+    return run_playbook_streamed(playbook, inventory, argv, worker_env=env, **kwargs)
 
 
 def test_streamed_run_folds_the_same_per_host_results_as_a_local_run(fakes):
@@ -180,7 +185,8 @@ def test_a_silent_worker_is_stopped_after_the_idle_timeout(tmp_path, fakes):
     # reads the job, then says nothing (no keepalive) and never ends: a hung node or a half-open connection
     silent = [sys.executable, "-c", "import sys, time; sys.stdin.buffer.read(); time.sleep(600)"]
     start = time.monotonic()
-    with pytest.raises(WorkerLostError, match=r"^local worker lost during tiny.yml: no word from it for 2 s \(exit -9\)"):
+    with pytest.raises(WorkerLostError,
+                       match=r"^local worker lost during tiny.yml: no word from it for 2 s \(exit -9\)"):
         run_playbook_streamed(playbook, inventory, silent, idle_timeout=2)
     assert time.monotonic() - start < 20
 
