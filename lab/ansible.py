@@ -346,7 +346,7 @@ def run_playbook_streamed(
 def _lost_detail(silent: list[float], explanation: str, returncode: int | None, stderr_path: Path) -> str:
     """Why a worker's stream ended without a final status, in one line (ansible-runner's own words are long)."""
     if silent:
-        why = f"no word from it for {silent[0]:.0f} s"
+        why = f"no word from it for {silent[0]:g} s"
     elif not explanation or "empty line" in explanation or explanation.rstrip().endswith("b''"):
         # ansible-runner 2.4.3 says "Unexpected empty line"; 2.4.0 fails to parse the empty line b''
         why = "its stream ended without a final status"

@@ -191,6 +191,23 @@ def test_a_silent_worker_is_stopped_after_the_idle_timeout(tmp_path, fakes):
     assert time.monotonic() - start < 20
 
 
+def test_keepalives_carry_a_worker_through_a_long_silent_task(tmp_path, fakes):
+    inventory, _ = fakes
+    # a task silent for twice the idle timeout: the worker's keepalive (every 1 s) keeps it from being stopped
+    playbook = write(tmp_path / "quiet.yml", """\
+        - name: A long quiet task
+          hosts: alpha
+          gather_facts: false
+          tasks:
+            - name: Say nothing for 5 s
+              ansible.builtin.command:
+                argv: [sleep, "5"]
+              changed_when: false
+        """)
+    result = streamed(playbook, inventory, idle_timeout=2.5)
+    assert (result.status, result.hosts["alpha"].ok) == ("successful", 1)
+
+
 def test_a_worker_without_ansible_runner_is_lost_with_its_words(fakes):
     inventory, playbook = fakes
     # as `ssh -T executor ansible-runner worker` ends on a node without ansible-runner
