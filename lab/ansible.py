@@ -197,12 +197,10 @@ class _WatchedStream:
     def __init__(self, raw: IO[bytes]):
         self._raw = raw
         self.last = time.monotonic()
-        self.received = 0
 
     def _note(self, data: bytes) -> bytes:
         if data:
             self.last = time.monotonic()
-            self.received += len(data)
         return data
 
     def readline(self, *args) -> bytes:
@@ -305,7 +303,8 @@ def run_playbook_streamed(
 
         def watchdog() -> None:
             while not done.wait(1.0):
-                if time.monotonic() - stream.last > idle_timeout and proc.poll() is None:
+                # whether or not the worker itself still runs: what it started may hold the stream open
+                if time.monotonic() - stream.last > idle_timeout:
                     silent.append(idle_timeout)
                     _stop(proc)
                     return
@@ -318,6 +317,9 @@ def run_playbook_streamed(
                 event_handler=_on_event(hosts, event_handler),
                 status_handler=lambda data, runner_config=None: statuses.append(dict(data)),
             )
+        except BaseException:
+            _stop(proc)  # our side failed (a caller's handler raised, Ctrl-C): the worker must not run on
+            raise
         finally:
             done.set()
             proc.stdout.close()

@@ -180,6 +180,17 @@ def test_a_worker_that_dies_mid_stream_is_a_lost_worker_with_what_arrived(tmp_pa
     assert sum(h.ok for h in partial.hosts.values()) == 1  # the one task result that arrived
 
 
+def test_a_failing_event_handler_stops_the_worker_and_is_raised(fakes):
+    inventory, playbook = fakes
+
+    def broken(event: dict) -> None:
+        if event.get("event") == "runner_on_ok":
+            raise RuntimeError("progress display broke")
+
+    with pytest.raises(RuntimeError, match="progress display broke"):
+        streamed(playbook, inventory, event_handler=broken)
+
+
 def test_a_silent_worker_is_stopped_after_the_idle_timeout(tmp_path, fakes):
     inventory, playbook = fakes
     # reads the job, then says nothing (no keepalive) and never ends: a hung node or a half-open connection
