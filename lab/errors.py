@@ -48,6 +48,14 @@ class PlaybookError(LabError):
     """An Ansible playbook failed to run at all (not a per-host failure)."""
 
 
+class WorkerLostError(PlaybookError):
+    """An ansible-runner worker (local or on an execution node) ended before its playbook did."""
+
+    def __init__(self, what: str, where: str | None = None, hint: str | None = None, partial=None):
+        super().__init__(what, where, hint)
+        self.partial = partial  # the PlaybookResult folded from the events that arrived before the loss
+
+
 class AgentError(LabError):
     """The node agent failed or produced records that cannot be read."""
 
