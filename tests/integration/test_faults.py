@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -255,8 +256,9 @@ def test_controller_sigkill_then_resume(ff):
     # an apt timer a Pi has (the base image masks it): the campaign masks it, and only `lab resume` gives it back
     ssh_cmd(ff.fleet, node1, "rm -f /etc/systemd/system/apt-daily.timer && systemctl daemon-reload", timeout=30)
     before = ssh_cmd(ff.fleet, node1, timer).stdout.strip()
-    tmp = ff.base / "killed-tmp"  # the killed controller's ansible-runner directory stays under the module's
-    tmp.mkdir()
+    # the killed controller's temporary files (ansible-runner's directory, ssh sockets) in a directory of the
+    # test's own, short enough for a socket path (108 bytes)
+    tmp = Path(tempfile.mkdtemp(prefix="lab-killed-"))
     proc = ff.run(path, "killed", env={"TMPDIR": str(tmp)})
     ff.wait_samples("killed", "node1", 8, proc)
     orphans = descendants(proc.pid)
@@ -269,6 +271,7 @@ def test_controller_sigkill_then_resume(ff):
         for pid, started in orphans.items():
             if alive.get(pid, (None, None))[1] == started:  # the same process, not a reused PID
                 os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def processes() -> dict[int, tuple[int, str]]:
