@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -96,6 +97,23 @@ def ssh_via(fleet: Fleet, node: str, *remote: str, user: str = "root", timeout: 
     """Run a command on a node through its execution node (see ssh_via_argv); the controller holds no key for it."""
     return subprocess.run(ssh_via_argv(fleet, node, *remote, user=user, timeout=timeout), capture_output=True,
                           text=True, stdin=subprocess.DEVNULL, timeout=2 * timeout + 10)
+
+
+RUNNER_ON_EXECUTOR = "/usr/local/bin/ansible-runner"  # lab.virtual.runner's wrapper on an execution node's PATH
+
+
+@contextlib.contextmanager
+def without_ansible_runner(fleet: Fleet, executor: str = "exec1"):
+    """An execution node whose ansible-runner is missing for the duration (its wrapper moved aside over SSH)."""
+    address = fleet.executors()[executor]
+    hidden = RUNNER_ON_EXECUTOR + ".hidden-by-test"
+    moved = ssh_cmd(fleet, address, "mv", RUNNER_ON_EXECUTOR, hidden, timeout=10)
+    assert moved.returncode == 0, moved.stderr
+    try:
+        yield
+    finally:
+        back = ssh_cmd(fleet, address, "mv", hidden, RUNNER_ON_EXECUTOR, timeout=10)
+        assert back.returncode == 0, back.stderr
 
 
 def fleet_leftovers(fleet: Fleet, machine_prefix: str) -> list[str]:

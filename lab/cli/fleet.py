@@ -89,7 +89,7 @@ def down() -> None:
 
 @fleet_app.command("fault")
 def fault(
-    node: str = typer.Argument(..., help="Node name, e.g. node2."),
+    node: str = typer.Argument(..., help="Node name, e.g. node2, or an execution node, e.g. exec1."),
     action: str = typer.Argument(..., help=f"One of: {', '.join(FAULTS)}."),
 ) -> None:
     """Inject a fault: freeze/thaw all its processes, power it down/up, make its next reboot hang.

@@ -105,9 +105,14 @@ def ensure_tree(cache: Path, rootfs: Path, log=lambda msg: None) -> Path:
         shutil.rmtree(work / "site" / "bin", ignore_errors=True)  # scripts for the controller's Python; see wrappers()
         (work / "versions.json").write_text(json.dumps({"python": python, **versions}, indent=2) + "\n")
         (work / "complete").write_text("ok\n")
-        if final.exists():
-            shutil.rmtree(final)
-        work.rename(final)
+        if not (final / "complete").exists():  # another fleet may have finished first: its tree may be in use
+            if final.exists():
+                shutil.rmtree(final)  # an interrupted build's leftover
+            try:
+                work.rename(final)
+            except OSError:
+                if not (final / "complete").exists():
+                    raise
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)

@@ -14,7 +14,7 @@ from lab.ansible import check_worker, controller_runner_version, run_playbook_st
 from lab.cli import main
 from lab.errors import PlaybookError
 from lab.virtual.fleet import Fleet
-from tests.conftest import fleet_leftovers, require_fleet, ssh_argv, ssh_cmd, ssh_via
+from tests.conftest import fleet_leftovers, require_fleet, ssh_argv, ssh_cmd, ssh_via, without_ansible_runner
 
 pytestmark = pytest.mark.fleet
 NET = "127.77.181"
@@ -117,14 +117,13 @@ def test_a_phase_streams_through_the_executor_with_the_fleets_inventory(efleet, 
 
 
 def test_executor_without_ansible_runner_is_refused(efleet):
-    """A test makes an executor lack its worker by moving the wrapper away; check_worker names it in one line."""
-    assert ssh_cmd(efleet, EXEC1, "mv /usr/local/bin/ansible-runner /usr/local/bin/ansible-runner.off").returncode == 0
-    try:
+    """A test makes an executor lack its worker (without_ansible_runner); check_worker names it in one line."""
+    with without_ansible_runner(efleet, "exec1"):
         with pytest.raises(PlaybookError) as err:
             check_worker(ssh_argv(efleet, EXEC1, "ansible-runner", timeout=30), "executor exec1")
         assert "executor exec1: no ansible-runner worker answered (exit 127" in str(err.value)
-    finally:
-        assert ssh_cmd(efleet, EXEC1, "mv /usr/local/bin/ansible-runner.off /usr/local/bin/ansible-runner").returncode == 0
+        assert "\n" not in str(err.value)
+    assert check_worker(ssh_argv(efleet, EXEC1, "ansible-runner", timeout=30), "executor exec1")
 
 
 def test_power_cut_kills_the_executor_and_leaves_the_nodes(efleet, capsys, monkeypatch):
