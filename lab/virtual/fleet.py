@@ -425,6 +425,23 @@ class Fleet:
                                      sup, "reboot hangs until `fault up`" if hung else None, role))
         return result
 
+    def cpu_seconds(self, name: str) -> float | None:
+        """CPU time (user + system, s) used so far by every process of a node or execution node, reaped ones
+        included (their parents inside it counted them); None where the host has no freezer cgroup to find
+        them by. For benchmarks: an executor's share of a campaign is the difference over the campaign."""
+        meta = self.meta()
+        if not meta:
+            raise ConfigError("no virtual fleet is up", str(self.root), "run `lab fleet up` first")
+        nd = self._member(name, meta)
+        fdir = self._freezer(nd)
+        procs = read_text(fdir / "cgroup.procs") if fdir else None
+        if procs is None:
+            return None
+        ticks = 0
+        for pid in procs.split():
+            ticks += cpu_ticks(read_text(Path(f"/proc/{pid}/stat")) or "")
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def _freezer(self, nd: NodeDir) -> Path | None:
         cfg = json.loads(nd.config.read_text())
         return Path(cfg["freezer"]) if cfg.get("freezer") else None
@@ -652,6 +669,12 @@ def ssh_banner(address: str, deadline: float) -> bool:
             pass
         time.sleep(0.2)
     return False
+
+
+def cpu_ticks(stat: str) -> int:
+    """utime + stime + cutime + cstime of a /proc/PID/stat line (0 for a process gone before it was read)."""
+    fields = stat.rsplit(")", 1)[-1].split()
+    return sum(int(f) for f in fields[11:15]) if len(fields) >= 15 else 0
 
 
 def status_dicts(statuses: list[NodeStatus]) -> list[dict]:

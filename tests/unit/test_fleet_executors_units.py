@@ -286,3 +286,25 @@ def test_ssh_via_quotes_each_hop_for_its_own_shell(tmp_path, remote):
     assert shlex.split(inner[-1]) == list(remote)  # what the node's shell runs
     with pytest.raises(ValueError, match="no execution node"):
         ssh_via_argv(_fleet_with_meta(tmp_path / "plain", 1, 0), "node1", "true")
+
+
+def test_cpu_ticks_reads_own_and_reaped_children_time():
+    from lab.virtual.fleet import cpu_ticks
+
+    line = ("4242 (ansible (play)) S 1 4242 4242 0 -1 4194560 900 0 0 0 "
+            "150 30 12 8 20 0 1 0 100 0 0")
+    assert cpu_ticks(line) == 150 + 30 + 12 + 8
+    assert cpu_ticks("") == 0
+
+
+def test_cpu_seconds_sums_the_machines_processes(tmp_path, monkeypatch):
+    fleet = _fleet_with_meta(tmp_path, 1, 1)
+    freezer = tmp_path / "freezer"
+    freezer.mkdir()
+    (freezer / "cgroup.procs").write_text(f"{os.getpid()}\n999999999\n")  # a process that is gone counts 0
+    nd = fleet.executor("exec1")
+    nd.root.mkdir(parents=True)
+    nd.config.write_text(json.dumps({"freezer": str(freezer)}))
+    assert fleet.cpu_seconds("exec1") > 0
+    nd.config.write_text(json.dumps({"freezer": None}))
+    assert fleet.cpu_seconds("exec1") is None
