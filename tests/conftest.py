@@ -81,7 +81,9 @@ def ssh_via_argv(fleet: Fleet, node: str, *remote: str, user: str = "root", time
 
     The outer hop is the controller's ssh to the executor (the fleet's key and known_hosts, as ssh_argv);
     the inner one runs ON the executor with the key and known_hosts only the executors hold, host keys
-    checked. Each hop's command line is quoted once for the shell of the machine that runs it.
+    checked. `remote` means what it means to ssh_cmd (ssh joins it with spaces for the node's shell:
+    give `shlex.join(argv)` for an exact argv); the inner ssh's own command line is quoted for the
+    executor's shell, so the node's shell gets exactly that string.
     """
     executor = fleet.executor_of(node)
     if executor is None:
@@ -89,7 +91,7 @@ def ssh_via_argv(fleet: Fleet, node: str, *remote: str, user: str = "root", time
     address = fleet.address(fleet.meta()["nodes"].index(node) + 1)
     inner = ["ssh", "-i", EXECUTOR_NODE_KEY, "-o", f"UserKnownHostsFile={EXECUTOR_KNOWN_HOSTS}",
              "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout}",
-             f"{user}@{address}", "--", shlex.join(remote)]
+             f"{user}@{address}", "--", " ".join(remote)]
     return ssh_argv(fleet, fleet.executors()[executor], shlex.join(inner), timeout=timeout)
 
 

@@ -277,13 +277,14 @@ def test_ssh_via_quotes_each_hop_for_its_own_shell(tmp_path, remote):
     from tests.conftest import ssh_via_argv
 
     fleet = _fleet_with_meta(tmp_path, 3, 2)
-    argv = ssh_via_argv(fleet, "node3", *remote, user="pi")
+    argv = ssh_via_argv(fleet, "node3", shlex.join(remote), user="pi")
     assert argv[0] == "ssh" and argv[-2] == f"root@{NET}.201"  # node3 is exec1's (round robin)
     assert "StrictHostKeyChecking=yes" in argv and f"UserKnownHostsFile={fleet.known_hosts}" in argv
     inner = shlex.split(argv[-1])  # what the executor's shell runs
     assert inner[:3] == ["ssh", "-i", EXECUTOR_NODE_KEY] and inner[-3:-1] == [f"pi@{NET}.3", "--"]
     assert f"UserKnownHostsFile={EXECUTOR_KNOWN_HOSTS}" in inner and "StrictHostKeyChecking=yes" in inner
     assert shlex.split(inner[-1]) == list(remote)  # what the node's shell runs
+    assert ssh_via_argv(fleet, "node3", "hostname;", "id -un")[-1].endswith(" -- 'hostname; id -un'")  # as ssh joins
     with pytest.raises(ValueError, match="no execution node"):
         ssh_via_argv(_fleet_with_meta(tmp_path / "plain", 1, 0), "node1", "true")
 
