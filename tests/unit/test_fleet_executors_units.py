@@ -309,3 +309,14 @@ def test_cpu_seconds_sums_the_machines_processes(tmp_path, monkeypatch):
     assert fleet.cpu_seconds("exec1") > 0
     nd.config.write_text(json.dumps({"freezer": None}))
     assert fleet.cpu_seconds("exec1") is None
+
+
+def test_down_finds_the_executors_beside_the_nodes(tmp_path):
+    """down() covers executors/ as nodes/ (here none runs): every directory of the fleet and its inventory go."""
+    fleet = _fleet_with_meta(tmp_path, 1, 1)
+    for nd in (fleet.node("node1"), fleet.executor("exec1")):
+        nd.merged.mkdir(parents=True)
+        nd.config.write_text(json.dumps({"freezer": None}))
+    Path(fleet.meta()["inventory"]).write_text("all: {}\n")
+    assert fleet.down() == ["node1", "exec1"]
+    assert not fleet.root.exists() and not (tmp_path / "virtual.yml").exists()
