@@ -196,8 +196,8 @@ LOGIN_UID = 1000
 def add_login_user(nd: NodeDir, rootfs: Path, authorized_key: str) -> None:
     """The node's login user, as on a Pi: `pi` (uid 1000, key login only) with passwordless sudo.
 
-    Inventories log in as this user with become, as on a rack; root's key stays for the fleet's own
-    tooling (readiness checks, fault injection). The account files are the base image's plus one line,
+    Inventories log in as this user with become, as on a rack; root takes the same key, for tests'
+    direct commands (the fleet's key, or with execution nodes the executors' key). The account files are the base image's plus one line,
     written to the node's upper layer.
     """
     etc = nd.upper / "etc"
