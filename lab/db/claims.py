@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC
 
 from sqlalchemy import Connection, Engine, exc, text
 
@@ -79,4 +80,4 @@ def holder(connection: Connection, key: int) -> str:
         who = f"controller {application.removeprefix('lab ')}"
     else:
         who = f"PostgreSQL session pid {pid}" + (f" from {address}" if address else "")
-    return who + (f", connected {started:%Y-%m-%d %H:%M:%S %Z}".rstrip() if started else "")
+    return who + (f", connected {started.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}" if started else "")
