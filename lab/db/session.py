@@ -138,6 +138,12 @@ def alembic_config():  # noqa: ANN201 - alembic.config.Config, imported lazily
 
 def upgrade(engine: Engine, revision: str = "head") -> str | None:
     """Migrate the database up to `revision`; returns the revision it is at afterwards."""
+    if revision == "head":
+        # already current (every command after the first): no migration lock, no write (a read-only SQLite file
+        # can still be reported on)
+        at = current_revision(engine)
+        if at is not None and at == head_revision():
+            return at
     return _migrate(engine, "upgrade", revision)
 
 
