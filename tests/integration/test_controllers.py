@@ -40,7 +40,7 @@ NODES = ("node1", "node2", "node3", "node4")
 HALVES = {"ctl-a": ("node1", "node2"), "ctl-b": ("node3", "node4")}  # campaign (and controller) -> its nodes
 STACK = "h10-5.3.0"
 HEF = "yolo26s_hailo10h.hef"
-RUNS = 40
+RUNS = 60
 SCENARIO = f"""name: two-controllers
 matrix: {{stacks: [{STACK}]}}
 recover: none
