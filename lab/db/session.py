@@ -139,8 +139,8 @@ def alembic_config():  # noqa: ANN201 - alembic.config.Config, imported lazily
 def upgrade(engine: Engine, revision: str = "head") -> str | None:
     """Migrate the database up to `revision`; returns the revision it is at afterwards."""
     if revision == "head":
-        # already current (every command after the first): no migration lock, no write (a read-only SQLite file
-        # can still be reported on)
+        # already current (every command after the first): no migration lock to wait for behind another
+        # controller's upgrade, no write transaction beside a running campaign
         at = current_revision(engine)
         if at is not None and at == head_revision():
             return at
