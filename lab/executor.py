@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from lab.ansible import PlaybookResult, run_playbook
 from lab.bundle import build_bundle
+from lab.controller import controller_name
 from lab.engine.plan import Plan
 from lab.engine.state import NodeResult
 
@@ -43,6 +44,7 @@ class AnsibleExecutor:
         result = run_playbook("prepare.yml", plan.inventory.source,
                               extravars={"lab_campaign": campaign, "lab_agent_bundle": str(build_bundle()),
                                          "lab_controller_user": getpass.getuser(),
+                                         "lab_controller": controller_name(),  # written into each lock taken
                                          "lab_models": {n: {"src": str(m.path), "dest": m.node_path, "sha256": m.sha256}
                                                         for n, m in plan.models.items()}},
                               limit=",".join(nodes), forks=len(nodes))

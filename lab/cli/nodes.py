@@ -48,7 +48,8 @@ def nodes(
             typer.echo(f"{r['node']:<10} {r['address']:<15} {r.get('architecture') or '-':<9} "
                        f"hailort {r.get('hailort') or '-':<7} fw {r.get('firmware') or '-':<22} "
                        f"device {r.get('device') or '-':<7} up {float(r.get('uptime') or 0):.0f}s"
-                       + (f"  locked by {r['lock']}" if r.get("lock") else ""))
+                       + (f"  locked by {r['lock']}" if r.get("lock") else "")
+                       + (f" (controller {r['lock_controller']})" if r.get("lock") and r.get("lock_controller") else ""))
             pi, hat = r.get("pi") or {}, r.get("hat") or {}
             typer.echo(f"{'':<10} pi {pi.get('serial') or '-'} ({pi.get('model') or 'model unknown'})  "
                        f"hat {hat.get('unit') or 'unidentified'} serial {hat.get('serial') or '-'}"

@@ -323,9 +323,9 @@ def upsert_unit(session: Session, node: str, serial: str | None = None, soc_id: 
         unit = session.scalar(select(Unit).where(Unit.key == f"serial:{ser}"))
         if unit is not None:
             unit.key = key
-    if unit is None:
-        unit = Unit(key=key, node=node)
-        session.add(unit)
+    if unit is None:  # INSERT .. ON CONFLICT DO NOTHING: another controller may meet the same HAT at this moment
+        session.execute(_dialect_insert(session, Unit).values(key=key, node=node).on_conflict_do_nothing())
+        unit = session.scalar(select(Unit).where(Unit.key == key))
     unit.node = node
     for name, value in (("serial", ser), ("soc_id", soc.upper() if soc else None), ("chip", chip), ("board", board)):
         if value:
@@ -339,15 +339,21 @@ def upsert_unit(session: Session, node: str, serial: str | None = None, soc_id: 
     return unit
 
 
+def _dialect_insert(session: Session, model: type) -> Any:
+    """INSERT for `model` in this session's dialect (PostgreSQL or SQLite), which has ON CONFLICT DO NOTHING."""
+    return (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert(model)
+
+
 def get_or_create_stack(session: Session, name: str, hailort: str, driver: str, firmware: str,
                         chip: str | None = None) -> Stack:
-    """The stack row for this name and version triple."""
-    stack = session.scalar(select(Stack).where(Stack.name == name, Stack.hailort == hailort,
-                                                Stack.driver == driver, Stack.firmware == firmware))
+    """The stack row for this name and version triple (created if new, also when another controller creates it
+    at the same moment: INSERT .. ON CONFLICT DO NOTHING, then read it back)."""
+    where = (Stack.name == name, Stack.hailort == hailort, Stack.driver == driver, Stack.firmware == firmware)
+    stack = session.scalar(select(Stack).where(*where))
     if stack is None:
-        stack = Stack(name=name, hailort=hailort, driver=driver, firmware=firmware, chip=chip)
-        session.add(stack)
-        session.flush()
+        session.execute(_dialect_insert(session, Stack).values(name=name, hailort=hailort, driver=driver,
+                                                               firmware=firmware, chip=chip).on_conflict_do_nothing())
+        stack = session.scalar(select(Stack).where(*where))
     return stack
 
 

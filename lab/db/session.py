@@ -10,6 +10,8 @@ from pathlib import Path
 from sqlalchemy import URL, Engine, create_engine, event, exc, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from lab.controller import controller_name
+from lab.db.claims import lock_migrations
 from lab.db.models import redact
 from lab.errors import ConfigError, DatabaseError
 
@@ -64,7 +66,7 @@ def make_engine(url: str | None = None, *, where: str | None = None, connect: bo
             engine = create_engine(parsed, connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(parsed, pool_pre_ping=True, connect_args=_connect_timeout(parsed))
+            engine = create_engine(parsed, pool_pre_ping=True, connect_args=_connect_args(parsed))
     except (exc.NoSuchModuleError, ImportError):
         raise ConfigError(f"unsupported database URL '{shown}'", where=where,
                           hint="use SQLite or PostgreSQL, " + URL_EXAMPLES) from None
@@ -75,9 +77,15 @@ def make_engine(url: str | None = None, *, where: str | None = None, connect: bo
     return engine
 
 
-def _connect_timeout(url) -> dict:  # noqa: ANN001 - sqlalchemy URL
-    """A short connect timeout for PostgreSQL, so an unreachable server fails fast."""
-    return {"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {}
+def _connect_args(url) -> dict:  # noqa: ANN001 - sqlalchemy URL
+    """PostgreSQL: a short connect timeout, so an unreachable server fails fast, and this controller's name as
+    the sessions' application_name (unless the URL sets one), so another controller can say who holds a lock."""
+    if url.get_backend_name() != "postgresql":
+        return {}
+    args: dict = {"connect_timeout": 5}
+    if "application_name" not in url.query:
+        args["application_name"] = f"lab {controller_name()}"[:63]  # the server keeps 63 bytes
+    return args
 
 
 def check_connection(engine: Engine, where: str | None = None) -> None:
@@ -130,6 +138,12 @@ def alembic_config():  # noqa: ANN201 - alembic.config.Config, imported lazily
 
 def upgrade(engine: Engine, revision: str = "head") -> str | None:
     """Migrate the database up to `revision`; returns the revision it is at afterwards."""
+    if revision == "head":
+        # already current (every command after the first): no migration lock to wait for behind another
+        # controller's upgrade, no write transaction beside a running campaign
+        at = current_revision(engine)
+        if at is not None and at == head_revision():
+            return at
     return _migrate(engine, "upgrade", revision)
 
 
@@ -139,13 +153,14 @@ def downgrade(engine: Engine, revision: str) -> str | None:
 
 
 def _migrate(engine: Engine, direction: str, revision: str) -> str | None:
-    """Run one Alembic command on lab's own connection, in one transaction."""
+    """Run one Alembic command on lab's own connection, in one transaction, one controller at a time."""
     from alembic import command
     from alembic.util import CommandError
 
     config = alembic_config()
     try:
         with engine.begin() as connection:
+            lock_migrations(connection)  # two controllers starting on a fresh database: the second waits, then sees head
             config.attributes["connection"] = connection
             getattr(command, direction)(config, revision)
     except CommandError as error:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import exc, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from lab.agent.parsers import ToolOutputError, parse_dmesg, parse_runtime_log
 from lab.analysis import RunSample
+from lab.db.claims import claim_campaign
 from lab.db.ingest import get_or_create_stack, ingest_samples, store_artifact, store_preflight, upsert_unit
 from lab.contract import IDENTITY, PREFLIGHT, Record
 from lab.db.models import Artifact, Campaign, LogEvent, Phase, PowerEvent, Run, Sample
@@ -18,6 +20,7 @@ from lab.engine.collect import runs_of
 from lab.engine.plan import Plan, StoredRun
 from lab.engine.ports import StoredCampaign
 from lab.engine.state import CampaignFinished, Effect, PhaseClosed, PhaseStarted, PowerCycled, RunFailed, RunStarted
+from lab.errors import ConfigError
 from lab.inventory import Host
 
 
@@ -31,11 +34,24 @@ class SqlStore:
     def __init__(self, engine: Engine):
         self.engine = engine
 
+    def claim(self, name: str) -> AbstractContextManager[None]:
+        return claim_campaign(self.engine, name)
+
     def campaign_exists(self, name: str) -> bool:
         with Session(self.engine) as session:
             return session.scalar(select(Campaign.id).where(Campaign.name == name)) is not None
 
     def create(self, plan: Plan, name: str, command_line: str) -> tuple[int, dict[int, int]]:
+        try:
+            return self._create(plan, name, command_line)
+        except exc.IntegrityError:
+            # another controller wrote this name since campaign_exists (SQLite, where no claim guards it)
+            if self.campaign_exists(name):
+                raise ConfigError(f"a campaign named {name!r} already exists", "--name",
+                                  "another controller created it meanwhile; pick another name or omit --name") from None
+            raise
+
+    def _create(self, plan: Plan, name: str, command_line: str) -> tuple[int, dict[int, int]]:
         loaded = plan.loaded
         run_ids = {}
         with Session(self.engine) as session, session.begin():

@@ -10,6 +10,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from lab.contract import AGENT_WORKDIR, Record
@@ -219,13 +220,11 @@ class CampaignEngine:
         used = self.plan.nodes
         prepared = self.ports.executor.prepare(self.plan, self.name, used)
         self.broken = {n: r.why for n, r in prepared.items() if r.outcome != "ok"}
-        locked = {n: str(r.facts["lab_lock_holder"]) for n, r in prepared.items()
+        locked = {n: r.facts for n, r in prepared.items()
                   if r.outcome != "ok" and r.facts.get("lab_lock_holder") not in (None, "", self.name)}
         if locked:
             self.ports.executor.release(self.plan, self.name, used)
-            node, owner = sorted(locked.items())[0]
-            raise ConfigError(f"{node} is in use by campaign {owner} (a per-node lock, {AGENT_WORKDIR}/lock)",
-                              str(self.plan.inventory.source),
+            raise ConfigError(lock_refusal(locked), str(self.plan.inventory.source),
                               "wait for that campaign to finish; if it is gone, `lab resume` it or remove the lock")
 
     def catch_up(self, nodes: list[str]) -> None:
@@ -248,6 +247,17 @@ class CampaignEngine:
             self.ports.executor.release(self.plan, self.name, reached)
 
 
+def lock_refusal(locked: dict[str, dict]) -> str:
+    """Why a campaign cannot start: the first node another campaign holds, that campaign and the controller that
+    locked it (from prepare's facts), and how many more nodes are held."""
+    node = sorted(locked)[0]
+    facts = locked[node]
+    by = f" (controller {facts['lab_lock_controller']})" if facts.get("lab_lock_controller") else ""
+    more = len(locked) - 1
+    return (f"{node} is in use by campaign {facts['lab_lock_holder']}{by}, a per-node lock ({AGENT_WORKDIR}/lock)"
+            + (f"; {more} more node{'s' if more > 1 else ''} in use: {', '.join(sorted(locked)[1:])}" if more else ""))
+
+
 def records_path(campaign: str) -> str:
     return f"{AGENT_WORKDIR}/{campaign}/records.jsonl"
 
@@ -259,17 +269,45 @@ def run_campaign(ports: Ports, plan: Plan, name: str | None = None, command_line
     Nothing is written to the store before every node is locked for this campaign, so a refused
     or invalid campaign leaves no trace.
     """
-    name = check_campaign_name(name or new_campaign_name(plan.loaded.scenario.name))
-    if ports.store.campaign_exists(name):
-        raise ConfigError(f"a campaign named {name!r} already exists", "--name", "pick another name or omit --name")
-    state = CampaignState(name, {}, records_path(name), recover=plan.loaded.scenario.recoveries)
-    engine = CampaignEngine(ports, plan, state, 0, on_record, on_phase)
-    engine.prepare()
-    campaign_id, run_ids = ports.store.create(plan, name, command_line)
-    engine.campaign_id = campaign_id
-    state.runs.update(CampaignState.new(name, [(s.index, run_ids[s.index], s.node) for s in plan.runs],
-                                        plan.phase_names).runs)
-    return name, campaign_id, engine.execute()
+    with ExitStack() as claimed:
+        name = claim_name(ports.store, claimed, name, plan.loaded.scenario.name)
+        state = CampaignState(name, {}, records_path(name), recover=plan.loaded.scenario.recoveries)
+        engine = CampaignEngine(ports, plan, state, 0, on_record, on_phase)
+        engine.prepare()
+        try:
+            campaign_id, run_ids = ports.store.create(plan, name, command_line)
+        except BaseException:  # nothing was stored: the nodes just locked are given back
+            ports.executor.release(plan, name, plan.nodes)
+            raise
+        engine.campaign_id = campaign_id
+        state.runs.update(CampaignState.new(name, [(s.index, run_ids[s.index], s.node) for s in plan.runs],
+                                            plan.phase_names).runs)
+        return name, campaign_id, engine.execute()
+
+
+def claim_name(store: Store, claimed: ExitStack, name: str | None, scenario: str, tries: int = 3) -> str:
+    """Claim the campaign name for this controller (held until `claimed` closes) before any node is touched, so two
+    controllers can never run one name: a name another controller runs or that is stored already is refused; a
+    generated one is drawn again."""
+    if name:
+        return _claim(store, claimed, name)
+    for _ in range(tries - 1):
+        try:
+            return _claim(store, claimed, new_campaign_name(scenario))
+        except ConfigError:
+            continue  # a generated name another controller drew in the same second
+    return _claim(store, claimed, new_campaign_name(scenario))
+
+
+def _claim(store: Store, claimed: ExitStack, name: str) -> str:
+    """Claim one name; ConfigError if another controller holds it or a campaign has it already."""
+    check_campaign_name(name)
+    with ExitStack() as mine:
+        mine.enter_context(store.claim(name))
+        if store.campaign_exists(name):
+            raise ConfigError(f"a campaign named {name!r} already exists", "--name", "pick another name or omit --name")
+        claimed.enter_context(mine.pop_all())
+    return name
 
 
 def load_state(stored: StoredCampaign, phase_names: list[str]) -> CampaignState:
@@ -296,6 +334,15 @@ def resume_campaign(ports: Ports, ref: str, on_record: OnRecord | None = None,
     is collected once they answer, and they are released (`CampaignEngine.catch_up`).
     """
     stored = ports.store.load(ref)
+    if stored.status not in ("running", "infra_errors"):
+        return stored.name, stored.id, int(stored.exit_status or 0)
+    with ports.store.claim(stored.name):  # one controller drives a campaign: a second `lab resume` is refused
+        return _resume(ports, ports.store.load(stored.name), on_record, on_phase)  # as it is now, claimed
+
+
+def _resume(ports: Ports, stored: StoredCampaign, on_record: OnRecord | None,
+            on_phase: OnPhase | None) -> tuple[str, int, int]:
+    """Continue a claimed campaign from its stored state."""
     if stored.status not in ("running", "infra_errors"):
         return stored.name, stored.id, int(stored.exit_status or 0)
     plan = replan(stored.scenario_name, stored.scenario_text, stored.inventory, stored.settings, stored.runs)

@@ -8,7 +8,8 @@ which records its agent writes and how the executor reports it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from lab.analysis import RunSample
@@ -44,6 +45,7 @@ class MemoryFleet:
 
     scripts: dict[str, Script]
     holders: dict[str, str] = field(default_factory=dict)  # node -> the campaign holding its lock
+    lockers: dict[str, str] = field(default_factory=dict)  # node -> the controller that took its lock
     files: dict[str, bytearray] = field(default_factory=dict)  # node -> its record file
     seq: dict[str, int] = field(default_factory=dict)
     answering: set[str] | None = None  # nodes that answer reads (None: all)
@@ -58,10 +60,12 @@ class MemoryFleet:
     def prepare(self, plan: Plan, campaign: str, nodes: list[str]) -> dict[str, NodeResult]:
         out = {}
         for node in nodes:
-            holder = self.holders.setdefault(node, campaign)
+            if node not in self.holders:
+                self.holders[node], self.lockers[node] = campaign, "memory controller"
+            holder = self.holders[node]
             outcome = "ok" if holder == campaign else "failed"
             out[node] = NodeResult(node, outcome, "" if outcome == "ok" else f"node is in use by campaign {holder}",
-                                   {"lab_lock_holder": holder})
+                                   {"lab_lock_holder": holder, "lab_lock_controller": self.lockers.get(node, "")})
         return out
 
     def run_phase(self, plan: Plan, campaign: str, specs: Mapping[str, dict]) -> dict[str, NodeResult]:
@@ -83,6 +87,7 @@ class MemoryFleet:
         for node in nodes:
             if self.holders.get(node) == campaign:
                 del self.holders[node]
+                self.lockers.pop(node, None)
 
     def write(self, node: str, record: dict) -> None:
         """Append one record to the node's file, numbered as the agent numbers them."""
@@ -149,9 +154,22 @@ class MemoryCampaign:
 class MemoryStore:
     """The store port in dicts: every transition and record, readable by tests."""
 
-    def __init__(self):
+    def __init__(self, claims: dict[str, str] | None = None, controller: str = "memory controller"):
         self.campaigns: dict[str, MemoryCampaign] = {}
         self.effects: list[Effect] = []
+        self.claims = {} if claims is None else claims  # name -> controller; share one dict as several controllers
+        self.controller = controller
+
+    @contextmanager
+    def claim(self, name: str) -> Iterator[None]:
+        holder = self.claims.setdefault(name, self.controller)
+        if holder != self.controller:
+            raise ConfigError(f"campaign {name} is being run by another controller (controller {holder})",
+                              "memory", "wait for it to finish, or give this campaign another --name")
+        try:
+            yield
+        finally:
+            del self.claims[name]
 
     def campaign_exists(self, name: str) -> bool:
         return name in self.campaigns

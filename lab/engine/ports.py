@@ -8,6 +8,7 @@ an in-memory one for unit tests (lab/engine/memory.py).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,7 +24,7 @@ class Executor(Protocol):
 
     def prepare(self, plan: Plan, campaign: str, nodes: list[str]) -> dict[str, NodeResult]:
         """Deploy the agent and take each node's lock; a node held by another campaign reports its
-        holder in facts['lab_lock_holder']."""
+        holder in facts['lab_lock_holder'] and the controller that took the lock in facts['lab_lock_controller']."""
 
     def run_phase(self, plan: Plan, campaign: str, specs: Mapping[str, dict]) -> dict[str, NodeResult]:
         """Run one phase on the nodes of `specs` (node -> its phase spec) side by side."""
@@ -83,6 +84,10 @@ class StoredCampaign:
 
 class Store(Protocol):
     """Keeps a campaign's results: the campaign and its runs, every record, artifact and transition."""
+
+    def claim(self, name: str) -> AbstractContextManager[None]:
+        """Hold the campaign name for this controller while the block runs (several controllers share one
+        store); entering raises ConfigError naming the controller that holds it already."""
 
     def campaign_exists(self, name: str) -> bool: ...
 

@@ -88,6 +88,30 @@ def test_a_node_held_by_another_campaign_refuses_the_campaign_before_anything_is
     assert store.campaigns == {} and fleet.holders == {"pi-02": "other"}  # our own lock on pi-01 is given back
 
 
+def test_a_refusal_names_the_campaign_and_the_controller_holding_each_busy_node(plan):
+    fleet = MemoryFleet({}, holders={"pi-01": "other", "pi-02": "third"},
+                        lockers={"pi-01": "pi@ctl2 pid 4242 since 2026-12-02T07:55:01Z"})
+    with pytest.raises(ConfigError) as refused:
+        run_campaign(ports(fleet, MemoryStore()), plan, "c1")
+    assert refused.value.what == ("pi-01 is in use by campaign other (controller pi@ctl2 pid 4242 since "
+                                  "2026-12-02T07:55:01Z), a per-node lock (/var/lib/lab-agent/lock); "
+                                  "1 more node in use: pi-02")
+    assert fleet.holders == {"pi-01": "other", "pi-02": "third"}  # nothing of theirs released
+
+
+def test_one_controller_runs_a_campaign_name_at_a_time(plan):
+    claims: dict[str, str] = {}  # one database, two controllers
+    mine, theirs = MemoryStore(claims, "pi@ctl1 pid 1"), MemoryStore(claims, "pi@ctl2 pid 2")
+    fleet = MemoryFleet({"pi-01": measuring_node(), "pi-02": measuring_node()})
+    with theirs.claim("c1"):
+        with pytest.raises(ConfigError, match=r"^campaign c1 is being run by another controller \(controller "
+                                              r"pi@ctl2 pid 2\)"):
+            run_campaign(ports(fleet, mine), plan, "c1")
+        assert fleet.holders == {} and fleet.phases_run == []  # refused before any node was touched
+    assert run_campaign(ports(fleet, mine), plan, "c1")[2] == 0
+    assert claims == {}  # given back when the campaign ended
+
+
 def test_a_campaign_name_is_used_once(plan):
     fleet, store = MemoryFleet({"pi-01": measuring_node(), "pi-02": measuring_node()}), MemoryStore()
     run_campaign(ports(fleet, store), plan, "c1")
