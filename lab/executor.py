@@ -9,6 +9,7 @@ from lab.ansible import PlaybookResult, run_playbook
 from lab.bundle import build_bundle
 from lab.engine.plan import Plan
 from lab.engine.state import NodeResult
+from lab.inventory import Inventory
 
 HOST_KEY_SIGNS = ("Host key verification failed", "REMOTE HOST IDENTIFICATION HAS CHANGED", "host key")
 
@@ -42,13 +43,13 @@ def node_results(result: PlaybookResult, nodes: list[str]) -> dict[str, NodeResu
 class AnsibleExecutor:
     """Runs lab's playbooks through ansible-runner on the plan's inventory, one fork per node."""
 
-    def play(self, playbook: str, plan: Plan, nodes: list[str], extravars: dict) -> PlaybookResult:
+    def play(self, playbook: str, inventory: Inventory, nodes: list[str], extravars: dict) -> PlaybookResult:
         """One playbook on these nodes (lab.remote_executor's subclass sends some through execution nodes)."""
-        return run_playbook(playbook, plan.inventory.source, extravars=extravars, limit=",".join(nodes) or "none",
+        return run_playbook(playbook, inventory.source, extravars=extravars, limit=",".join(nodes) or "none",
                             forks=max(1, len(nodes)))
 
     def prepare(self, plan: Plan, campaign: str, nodes: list[str]) -> dict[str, NodeResult]:
-        result = self.play("prepare.yml", plan, nodes,
+        result = self.play("prepare.yml", plan.inventory, nodes,
                               extravars={"lab_campaign": campaign, "lab_agent_bundle": str(build_bundle()),
                                          "lab_controller_user": getpass.getuser(),
                                          "lab_models": {n: {"src": str(m.path), "dest": m.node_path, "sha256": m.sha256}
@@ -60,9 +61,9 @@ class AnsibleExecutor:
 
     def run_phase(self, plan: Plan, campaign: str, specs: Mapping[str, dict]) -> dict[str, NodeResult]:
         nodes = list(specs)
-        result = self.play("phase.yml", plan, nodes,
+        result = self.play("phase.yml", plan.inventory, nodes,
                               extravars={"lab_campaign": campaign, "lab_phase_specs": dict(specs)})
         return node_results(result, nodes)
 
     def release(self, plan: Plan, campaign: str, nodes: list[str]) -> None:
-        self.play("release.yml", plan, nodes, extravars={"lab_campaign": campaign})
+        self.play("release.yml", plan.inventory, nodes, extravars={"lab_campaign": campaign})

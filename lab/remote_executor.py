@@ -48,6 +48,8 @@ MAGIC = {"inventory_file", "inventory_dir", "inventory_hostname", "inventory_hos
          "ansible_search_path"}
 # Extravars keys whose values (a path, or a list of paths) name files on the controller
 FILE_KEYS = ("lab_agent_bundle", "src", "debs", "wheels")
+# Extravars holding one entry per node (node -> its phase spec, its install): an executor gets its nodes' only
+PER_NODE = ("lab_phase_specs", "lab_installs")
 
 
 # ---- what travels ---------------------------------------------------------------------------------
@@ -112,8 +114,9 @@ def executor_extravars(extravars: Mapping[str, Any], executor: Host, nodes: list
     """An executor's share of a playbook's extravars: only its nodes' phase specs; the user lab's reads log in
     as is the executor's (the inner ssh runs there)."""
     out = dict(extravars)
-    if isinstance(out.get("lab_phase_specs"), Mapping):
-        out["lab_phase_specs"] = {n: s for n, s in out["lab_phase_specs"].items() if n in nodes}
+    for key in PER_NODE:
+        if isinstance(out.get(key), Mapping):
+            out[key] = {n: s for n, s in out[key].items() if n in nodes}
     if "lab_controller_user" in out and executor.vars.get("ansible_user"):
         out["lab_controller_user"] = str(executor.vars["ansible_user"])
     return out
@@ -226,22 +229,22 @@ class StreamingExecutor(AnsibleExecutor):
         check_executors([plan.inventory.hosts[n] for n in nodes if n in plan.inventory.hosts])
         return super().prepare(plan, campaign, nodes)
 
-    def play(self, playbook: str, plan: Plan, nodes: list[str], extravars: dict) -> PlaybookResult:
+    def play(self, playbook: str, inventory: Inventory, nodes: list[str], extravars: dict) -> PlaybookResult:
         groups: dict[str | None, list[str]] = {}
         for node in nodes:
-            host = plan.inventory.hosts.get(node)
+            host = inventory.hosts.get(node)
             groups.setdefault(host.executor if host is not None else None, []).append(node)
         if list(groups) in ([], [None]):
-            return super().play(playbook, plan, nodes, extravars)
+            return super().play(playbook, inventory, nodes, extravars)
         results: dict[str | None, PlaybookResult] = {}
         errors: list[BaseException] = []
 
         def one(executor: str | None, members: list[str]) -> None:
             try:
                 if executor is None:
-                    results[executor] = super(StreamingExecutor, self).play(playbook, plan, members, extravars)
+                    results[executor] = super(StreamingExecutor, self).play(playbook, inventory, members, extravars)
                 else:
-                    results[executor] = self._remote(playbook, plan, plan.inventory.executors[executor], members,
+                    results[executor] = self._remote(playbook, inventory, inventory.executors[executor], members,
                                                      extravars)
             except BaseException as exc:  # raised again in the caller's thread, after every group ended
                 errors.append(exc)
@@ -256,7 +259,8 @@ class StreamingExecutor(AnsibleExecutor):
             raise errors[0]
         return merge_results(list(results.values()))
 
-    def _remote(self, playbook: str, plan: Plan, executor: Host, nodes: list[str], extravars: dict) -> PlaybookResult:
+    def _remote(self, playbook: str, inventory: Inventory, executor: Host, nodes: list[str],
+                extravars: dict) -> PlaybookResult:
         """One playbook on one executor's nodes; a lost executor gives its nodes "lost", keeping what arrived."""
         where = f"executor {executor.name}"
         try:
@@ -264,7 +268,7 @@ class StreamingExecutor(AnsibleExecutor):
             travelling = rewrite_files(travelling, self._cache(executor, controller_files(travelling)))
             with tempfile.TemporaryDirectory(prefix="lab-subset-") as folder:
                 inventory = Path(folder) / "hosts.yml"
-                inventory.write_text(yaml.safe_dump(subset_inventory(plan.inventory, nodes), sort_keys=False))
+                inventory.write_text(yaml.safe_dump(subset_inventory(inventory, nodes), sort_keys=False))
                 inventory.chmod(0o600)
                 job = f"{RUNNER_DIR}/{Path(playbook).stem}-{uuid.uuid4().hex[:16]}"
                 return run_playbook_streamed(playbook, inventory, worker_argv(executor, job, self.keepalive_seconds),

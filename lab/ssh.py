@@ -112,6 +112,44 @@ def runner_argv(executor: Host) -> list[str]:
     return ssh_argv(executor, _runner_command(executor, []))
 
 
+class Masters:
+    """One OpenSSH master connection per node, kept in a private directory while a campaign reads its nodes.
+
+    A command through a master costs about 0.05 s instead of 0.4 s, and no sshd handshake on the node
+    every poll. `close()` asks every master to exit and removes the directory.
+    """
+
+    def __init__(self, hosts: list[Host]):
+        self.hosts = list(hosts)
+        self.directory = tempfile.mkdtemp(prefix="lab-ssh-")  # short: a socket path must fit 108 bytes
+
+    def argv(self, host: Host, argv: list[str]) -> list[str]:
+        """`ssh ... -- argv` through this node's master; every argument is quoted for the remote shell.
+
+        Behind an execution node: the master is the executor's (shared by its nodes), and the executor keeps
+        one to the node."""
+        base = ssh_argv(host, shlex.join(argv), node_master=True)
+        return [base[0], "-o", "ControlMaster=auto", "-o", f"ControlPath={self.directory}/%C",
+                "-o", "ControlPersist=60", *base[1:]]  # a master left behind by a crash exits after 60 s idle
+
+    def run(self, host: Host, argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+        """Run a command on a node; nothing is left to the remote shell. Raises TimeoutExpired."""
+        # stdin is never ssh's: it would read a person's terminal, and OpenSSH leaves the stdin it was given
+        # non-blocking (its ControlPersist master keeps it), which breaks the shell and later Ansible runs.
+        return subprocess.run(self.argv(host, argv), capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout)
+
+    def close(self) -> None:
+        """Stop every node's master connection (`-O exit`: quick even for a dead node), remove the directory."""
+        if os.path.isdir(self.directory) and os.listdir(self.directory):
+            # a node behind an execution node shares its executor's master: each executor once
+            first = {(h.via or h).name: (h.via or h) for h in self.hosts}
+            for host in first.values():
+                base = ssh_argv(host)
+                subprocess.run([base[0], "-o", f"ControlPath={self.directory}/%C", "-O", "exit", *base[1:]],
+                               capture_output=True, stdin=subprocess.DEVNULL, timeout=10, check=False)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
 # ---- fabric: ad-hoc commands on many nodes at once ----------------------------------------------
 
 @dataclass
