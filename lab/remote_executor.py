@@ -46,8 +46,6 @@ MAGIC = {"inventory_file", "inventory_dir", "inventory_hostname", "inventory_hos
          "ansible_version", "omit", "role_names", "ansible_check_mode", "ansible_diff_mode", "ansible_forks",
          "ansible_inventory_sources", "ansible_run_tags", "ansible_skip_tags", "ansible_verbosity",
          "ansible_search_path"}
-# Extravars keys whose values (a path, or a list of paths) name files on the controller
-FILE_KEYS = ("lab_agent_bundle", "src", "debs", "wheels")
 # Extravars holding one entry per node (node -> its phase spec, its install): an executor gets its nodes' only
 PER_NODE = ("lab_phase_specs", "lab_installs")
 
@@ -64,10 +62,27 @@ def _holds_secret(value: Any) -> bool:
     return False
 
 
+def plain(value: Any) -> Any:
+    """Ansible's tagged strings, numbers and containers as plain Python (what yaml.safe_dump writes)."""
+    if isinstance(value, Mapping):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [plain(v) for v in value]
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return str(value)
+
+
 def travelling_vars(host: Host) -> dict[str, Any]:
     """A node's variables as its executor's inventory gets them: no controller-only one, no magic variable,
     nothing holding a secret."""
-    return {k: v for k, v in host.vars.items()
+    return {str(k): plain(v) for k, v in host.vars.items()
             if k not in CONTROLLER_ONLY and k not in MAGIC and not k.startswith("ansible_play") and not _holds_secret(v)}
 
 
@@ -81,31 +96,38 @@ def subset_inventory(inv: Inventory, nodes: list[str]) -> dict:
     doc: dict[str, Any] = {"hosts": {n: travelling_vars(inv.hosts[n]) for n in nodes}}
     if children:
         doc["children"] = children
-    return {"all": doc}
+    return plain({"all": doc})  # Ansible's names are tagged strings
 
 
-def controller_files(extravars: Any, key: str | None = None) -> list[str]:
+def _names_file(keys: tuple[str, ...]) -> bool:
+    """Whether a string at this key path names a controller file: the agent zipapp, a model's `src`, an item of
+    Hailo's `debs` or `wheels` (never any other `src`: a phase spec holds node paths too)."""
+    return (keys[-1:] == ("lab_agent_bundle",) or keys[-1:] in (("debs",), ("wheels",))
+            or (keys[-1:] == ("src",) and len(keys) >= 3 and keys[-3] == "lab_models"))
+
+
+def controller_files(extravars: Any, keys: tuple[str, ...] = ()) -> list[str]:
     """Paths of controller files the extravars name (the agent zipapp, models' `src`, Hailo's debs and wheels):
-    absolute paths of existing files under the keys that name them."""
+    absolute paths of existing files where those keys name them."""
     found: list[str] = []
     if isinstance(extravars, Mapping):
         for k, v in extravars.items():
-            found += controller_files(v, str(k))
+            found += controller_files(v, (*keys, str(k)))
     elif isinstance(extravars, list | tuple):
         for v in extravars:
-            found += controller_files(v, key)
-    elif isinstance(extravars, str) and key in FILE_KEYS and extravars.startswith("/") and Path(extravars).is_file():
+            found += controller_files(v, keys)
+    elif isinstance(extravars, str) and _names_file(keys) and extravars.startswith("/") and Path(extravars).is_file():
         found.append(extravars)
     return list(dict.fromkeys(found))
 
 
-def rewrite_files(extravars: Any, where: Mapping[str, str], key: str | None = None) -> Any:
+def rewrite_files(extravars: Any, where: Mapping[str, str], keys: tuple[str, ...] = ()) -> Any:
     """The extravars with every controller file named in them replaced by its copy on the executor (`where`)."""
     if isinstance(extravars, Mapping):
-        return {k: rewrite_files(v, where, str(k)) for k, v in extravars.items()}
+        return {k: rewrite_files(v, where, (*keys, str(k))) for k, v in extravars.items()}
     if isinstance(extravars, list | tuple):
-        return [rewrite_files(v, where, key) for v in extravars]
-    if isinstance(extravars, str) and key in FILE_KEYS and extravars in where:
+        return [rewrite_files(v, where, keys) for v in extravars]
+    if isinstance(extravars, str) and _names_file(keys) and extravars in where:
         return where[extravars]
     return extravars
 
@@ -267,11 +289,11 @@ class StreamingExecutor(AnsibleExecutor):
             travelling = executor_extravars(extravars, executor, nodes)
             travelling = rewrite_files(travelling, self._cache(executor, controller_files(travelling)))
             with tempfile.TemporaryDirectory(prefix="lab-subset-") as folder:
-                inventory = Path(folder) / "hosts.yml"
-                inventory.write_text(yaml.safe_dump(subset_inventory(inventory, nodes), sort_keys=False))
-                inventory.chmod(0o600)
+                subset = Path(folder) / "hosts.yml"
+                subset.write_text(yaml.safe_dump(subset_inventory(inventory, nodes), sort_keys=False))
+                subset.chmod(0o600)
                 job = f"{RUNNER_DIR}/{Path(playbook).stem}-{uuid.uuid4().hex[:16]}"
-                return run_playbook_streamed(playbook, inventory, worker_argv(executor, job, self.keepalive_seconds),
+                return run_playbook_streamed(playbook, subset, worker_argv(executor, job, self.keepalive_seconds),
                                              extravars=travelling, limit=",".join(nodes), forks=len(nodes),
                                              idle_timeout=self.idle_timeout, where=where)
         except WorkerLostError as exc:
