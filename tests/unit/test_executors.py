@@ -437,3 +437,39 @@ def test_a_lost_executor_at_prepare_fails_its_nodes_runs_only(racks_plan):
     runs = {r["node"]: r for r in store.campaigns["c1"].runs.values()}
     assert runs["pi-02"]["error"] == f"prepare failed: {LOST}" and runs["pi-01"]["verdict"] == "stable"
 
+
+
+# ---- the executor of each run: stored, shown ----------------------------------------------------
+
+def test_each_runs_executor_is_stored_and_shown_in_every_report(racks_plan, db_engine):
+    import io
+    import json
+
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from lab.db.models import Run
+    from lab.db.queries import campaign_summary
+    from lab.db.store import SqlStore
+    from lab.report.build import write_report
+
+    def lost(node, spec):
+        return [{"kind": "phase_start", "boot_id": "b"},
+                {"kind": "sample", "step": "benchmark", "run": 1, "fps": 125.0}], NodeResult(node, "lost", LOST)
+
+    fleet = MemoryFleet({"pi-01": measuring_node(), "pi-02": lost})
+    run_campaign(Ports(fleet, fleet.open_files, SqlStore(db_engine), fleet.power_for), racks_plan, "c1")
+    with Session(db_engine) as s:
+        assert {r.node: (r.executor, r.status, r.error) for r in s.scalars(select(Run))} == {
+            "pi-01": ("exec1", "done", None), "pi-02": ("exec2", "infra_error", f"soak: {LOST}")}
+    assert [(r["node"], r["executor"], r["samples"]) for r in campaign_summary(db_engine, "c1")["runs"]] == [
+        ("pi-01", "exec1", 3), ("pi-02", "exec2", 1)]
+    shown = {}
+    for fmt in ("text", "md", "html", "json"):
+        out = io.StringIO()
+        write_report(db_engine, "c1", fmt, out)
+        shown[fmt] = out.getvalue()
+    for fmt in ("text", "md", "html"):
+        assert "pi-01 via exec1" in shown[fmt] and "pi-02 via exec2" in shown[fmt], fmt
+    assert [(r["node"], r["executor"]) for r in json.loads(shown["json"])["runs"]] == [("pi-01", "exec1"),
+                                                                                        ("pi-02", "exec2")]
