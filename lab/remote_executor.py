@@ -37,6 +37,7 @@ CACHE_DIR = ".cache/lab/files"  # controller files on an executor, under its log
 KEEPALIVE_SECONDS = 15  # the worker's keepalive when ansible-playbook is silent
 IDLE_TIMEOUT = 60.0  # no byte for this long (4 keepalives missed): the executor is lost
 MIN_ANSIBLE_CORE = (2, 17)
+JOB_MARGIN = 3600  # beyond a phase's own time and two reboots: provisioning (apt, DKMS builds on a Pi)
 
 # Variables only the controller uses: never written to an executor's inventory
 CONTROLLER_ONLY = {POWER_VAR, EXECUTOR_VAR, "lab_runner"}
@@ -142,6 +143,18 @@ def executor_extravars(extravars: Mapping[str, Any], executor: Host, nodes: list
     if "lab_controller_user" in out and executor.vars.get("ansible_user"):
         out["lab_controller_user"] = str(executor.vars["ansible_user"])
     return out
+
+
+def job_timeout(extravars: Mapping[str, Any]) -> int | None:
+    """ansible-runner's job timeout for a worker (phase.yml only): the longest phase spec's time, two reboots and
+    a margin. The worker's own runner then ends an ansible-playbook whose controller link died, instead of it
+    driving the nodes on for hours (an orphan: the worker itself dies only on its next write)."""
+    specs = extravars.get("lab_phase_specs")
+    if not isinstance(specs, Mapping) or not specs:
+        return None
+    longest = max((int(s.get("timeout") or 0) + 2 * int(s.get("reboot_timeout") or 0) for s in specs.values()
+                   if isinstance(s, Mapping)), default=0)
+    return longest + JOB_MARGIN
 
 
 def file_digest(path: str) -> str:
@@ -295,7 +308,8 @@ class StreamingExecutor(AnsibleExecutor):
                 job = f"{RUNNER_DIR}/{Path(playbook).stem}-{uuid.uuid4().hex[:16]}"
                 return run_playbook_streamed(playbook, subset, worker_argv(executor, job, self.keepalive_seconds),
                                              extravars=travelling, limit=",".join(nodes), forks=len(nodes),
-                                             idle_timeout=self.idle_timeout, where=where)
+                                             timeout=job_timeout(travelling), idle_timeout=self.idle_timeout,
+                                             where=where)
         except WorkerLostError as exc:
             partial = exc.partial or PlaybookResult("lost", -1, {})
             why = f"{where} lost: {exc.what.split(': ', 1)[-1]}"

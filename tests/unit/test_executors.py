@@ -30,7 +30,7 @@ from lab.errors import InventoryError
 from lab.inventory import Host, Secret, load
 from lab import remote_executor
 from lab.remote_executor import (StreamingExecutor, cache_path, controller_files, executor_extravars, file_digest,
-                                 rewrite_files, subset_inventory, travelling_vars)
+                                 job_timeout, rewrite_files, subset_inventory, travelling_vars)
 from lab.ssh import Masters, run_on_hosts, ssh_argv, via_argv, worker_argv
 
 RACK = """\
@@ -154,6 +154,12 @@ def test_controller_files_are_found_cached_by_content_and_rewritten(tmp_path):
     assert out["lab_phase_specs"]["node1"]["stack"]["install"]["debs"] == [where[str(deb)]]
     assert out["lab_controller_user"] == "root"  # the reads log in from the executor, as its user
     assert cache_path(file_digest(str(deb)), deb.name) == f".cache/lab/files/{hashlib.sha256(b'deb').hexdigest()}/{deb.name}"
+
+
+def test_a_workers_job_timeout_covers_the_longest_phase_two_reboots_and_provisioning():
+    specs = {"a": {"timeout": 900, "reboot_timeout": 300}, "b": {"timeout": 60, "reboot_timeout": 300}}
+    assert job_timeout({"lab_phase_specs": specs}) == 900 + 600 + 3600
+    assert job_timeout({"lab_campaign": "c"}) is None  # prepare, release: no phase, no job timeout
 
 
 def test_the_cache_scripts_copy_only_missing_files_through_a_tmp_name(tmp_path):
