@@ -11,6 +11,7 @@ known_hosts), each hop quoted for its shell with shlex.join. The controller need
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -18,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
@@ -37,6 +39,7 @@ logging.getLogger("paramiko").propagate = False
 # On an execution node: one master connection per node it reaches for lab's reads (the folder is made when the
 # executor is checked before a campaign, lab.remote_executor.check_executor).
 EXECUTOR_CONTROL_DIR = "~/.cache/lab/cp"
+VIA_SESSIONS = 8  # commands at once through one executor's master connection
 NODE_MASTER = ("-o", "ControlMaster=auto", "-o", f"ControlPath={EXECUTOR_CONTROL_DIR}/%C", "-o", "ControlPersist=60")
 
 
@@ -122,6 +125,8 @@ class Masters:
     def __init__(self, hosts: list[Host]):
         self.hosts = list(hosts)
         self.directory = tempfile.mkdtemp(prefix="lab-ssh-")  # short: a socket path must fit 108 bytes
+        self._gates: dict[str, threading.BoundedSemaphore] = {}
+        self._gates_lock = threading.Lock()
 
     def argv(self, host: Host, argv: list[str]) -> list[str]:
         """`ssh ... -- argv` through this node's master; every argument is quoted for the remote shell.
@@ -136,7 +141,17 @@ class Masters:
         """Run a command on a node; nothing is left to the remote shell. Raises TimeoutExpired."""
         # stdin is never ssh's: it would read a person's terminal, and OpenSSH leaves the stdin it was given
         # non-blocking (its ControlPersist master keeps it), which breaks the shell and later Ansible runs.
-        return subprocess.run(self.argv(host, argv), capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout)
+        with self._gate(host):
+            return subprocess.run(self.argv(host, argv), capture_output=True, stdin=subprocess.DEVNULL,
+                                  timeout=timeout)
+
+    def _gate(self, host: Host):
+        """Nodes behind one executor share its master: at most VIA_SESSIONS commands at once through it (sshd
+        refuses sessions beyond its MaxSessions, 10 by default, on one connection)."""
+        if host.via is None:
+            return contextlib.nullcontext()
+        with self._gates_lock:
+            return self._gates.setdefault(host.via.name, threading.BoundedSemaphore(VIA_SESSIONS))
 
     def close(self) -> None:
         """Stop every node's master connection (`-O exit`: quick even for a dead node), remove the directory."""
