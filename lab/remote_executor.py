@@ -284,8 +284,9 @@ class StreamingExecutor(AnsibleExecutor):
             except BaseException as exc:  # raised again in the caller's thread, after every group ended
                 errors.append(exc)
 
-        threads = [threading.Thread(target=one, args=(executor, members), name=f"lab-play-{executor or 'local'}")
-                   for executor, members in groups.items()]
+        # daemons: a Ctrl-C in the caller ends lab; each worker (own session) is stopped by its watchdog or ssh
+        threads = [threading.Thread(target=one, args=(executor, members), name=f"lab-play-{executor or 'local'}",
+                                    daemon=True) for executor, members in groups.items()]
         for thread in threads:
             thread.start()
         for thread in threads:
