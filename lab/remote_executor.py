@@ -217,7 +217,7 @@ def check_executor(executor: Host, timeout: float = 30.0) -> str:
     except PlaybookError as exc:
         raise ConfigError(exc.what, exc.where, exc.hint) from None
     script = (f'cd && mkdir -p {EXECUTOR_CONTROL_DIR.removeprefix("~/")} {CACHE_DIR} && '
-              f'PATH="$1:$PATH" exec ansible-playbook --version')
+              f'PATH="${{1:+$1:}}$PATH" exec ansible-playbook --version')
     try:
         done = run_remote(executor, ["sh", "-c", script, "sh", runner_bindir(executor)], timeout=timeout)
     except subprocess.TimeoutExpired:
