@@ -479,3 +479,25 @@ def test_each_runs_executor_is_stored_and_shown_in_every_report(racks_plan, db_e
         assert "pi-01 via exec1" in shown[fmt] and "pi-02 via exec2" in shown[fmt], fmt
     assert [(r["node"], r["executor"]) for r in json.loads(shown["json"])["runs"]] == [("pi-01", "exec1"),
                                                                                         ("pi-02", "exec2")]
+
+
+def test_check_executor_wants_the_controllers_runner_and_a_recent_ansible_core(rack, fake_ssh, tmp_path, monkeypatch):
+    from lab.ansible import controller_runner_version
+    from lab.errors import ConfigError
+    from lab.remote_executor import check_executor
+
+    bindir = tmp_path / "bin"
+    (bindir / "ansible-runner").write_text(
+        f"#!/bin/sh\nprintf 'runner_version: {controller_runner_version()}\\nuuid: x\\n'\n")
+    (bindir / "ansible-playbook").write_text("#!/bin/sh\necho 'ansible-playbook [core 2.16.3]'\n")
+    for tool in ("ansible-runner", "ansible-playbook"):
+        (bindir / tool).chmod(0o755)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    with pytest.raises(ConfigError) as err:
+        check_executor(rack.executors["exec1"])
+    assert str(err.value) == ("executor exec1: ansible-core 2.16.3 is too old for lab's playbooks, "
+                              "install ansible-core >= 2.17 on executor exec1")
+    (bindir / "ansible-playbook").write_text("#!/bin/sh\necho 'ansible-playbook [core 2.19.14]'\n")
+    assert check_executor(rack.executors["exec1"]) == f"ansible-runner {controller_runner_version()}, ansible-core 2.19.14"
+    assert (tmp_path / "home" / ".cache/lab/cp").is_dir()  # the executor's folder for lab's masters to the nodes
