@@ -299,27 +299,28 @@ class StreamingExecutor(AnsibleExecutor):
                 extravars: dict) -> PlaybookResult:
         """One playbook on one executor's nodes; a lost executor gives its nodes "lost", keeping what arrived."""
         where = f"executor {executor.name}"
+        travelling = executor_extravars(extravars, executor, nodes)
         try:
-            travelling = executor_extravars(extravars, executor, nodes)
             travelling = rewrite_files(travelling, self._cache(executor, controller_files(travelling)))
-            with tempfile.TemporaryDirectory(prefix="lab-subset-") as folder:
-                subset = Path(folder) / "hosts.yml"
-                subset.write_text(yaml.safe_dump(subset_inventory(inventory, nodes), sort_keys=False))
-                subset.chmod(0o600)
-                job = f"{RUNNER_DIR}/{Path(playbook).stem}-{uuid.uuid4().hex[:16]}"
+        except (PlaybookError, subprocess.TimeoutExpired) as exc:  # it does not take the files: as good as lost
+            said = exc.what.removeprefix(f"{where}: ") if isinstance(exc, PlaybookError) else f"no answer within {exc.timeout} s"
+            why = f"{where} lost: {said}"
+            return PlaybookResult("lost", -1, {}, {n: why for n in nodes})
+        with tempfile.TemporaryDirectory(prefix="lab-subset-") as folder:
+            subset = Path(folder) / "hosts.yml"
+            subset.write_text(yaml.safe_dump(subset_inventory(inventory, nodes), sort_keys=False))
+            subset.chmod(0o600)
+            job = f"{RUNNER_DIR}/{Path(playbook).stem}-{uuid.uuid4().hex[:16]}"
+            try:
                 return run_playbook_streamed(playbook, subset, worker_argv(executor, job, self.keepalive_seconds),
                                              extravars=travelling, limit=",".join(nodes), forks=len(nodes),
                                              timeout=job_timeout(travelling), idle_timeout=self.idle_timeout,
                                              where=where)
-        except WorkerLostError as exc:
-            partial = exc.partial or PlaybookResult("lost", -1, {})
-            why = f"{where} lost: {exc.what.split(': ', 1)[-1]}"
-            return PlaybookResult("lost", -1, {n: h for n, h in partial.hosts.items() if n in nodes},
-                                  {n: why for n in nodes})
-        except (PlaybookError, subprocess.TimeoutExpired, OSError) as exc:
-            # the file cache could not be filled: the executor is as good as lost for this playbook
-            why = f"{where} lost: {getattr(exc, 'what', None) or exc}"
-            return PlaybookResult("lost", -1, {}, {n: why for n in nodes})
+            except WorkerLostError as exc:
+                partial = exc.partial or PlaybookResult("lost", -1, {})
+                why = f"{where} lost: {exc.what.split(': ', 1)[-1]}"
+                return PlaybookResult("lost", -1, {n: h for n, h in partial.hosts.items() if n in nodes},
+                                      {n: why for n in nodes})
 
     def _cache(self, executor: Host, paths: list[str]) -> dict[str, str]:
         """Controller files on this executor (copied once per process and file)."""
