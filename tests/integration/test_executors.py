@@ -19,7 +19,7 @@ from lab.cli import main
 from lab.db.models import Campaign, Run, Sample
 from lab.virtual.emulator.packaging import build_hailo_files, build_models
 from lab.virtual.fleet import Fleet
-from tests.conftest import PROJECT, fleet_leftovers, require_fleet, ssh_cmd
+from tests.conftest import PROJECT, fleet_leftovers, require_fleet, ssh_cmd, without_ansible_runner
 
 pytestmark = pytest.mark.fleet
 NET = "127.77.182"
@@ -95,17 +95,8 @@ def benchmarks(db: str, name: str) -> dict[str, tuple[str | None, str, str | Non
         engine.dispose()
 
 
-def runner_path(fleet, executor: str) -> str:
-    out = ssh_cmd(fleet, fleet.executors()[executor], "command -v ansible-runner", timeout=20)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
-
-
 def test_an_executor_missing_ansible_runner_is_one_line_before_anything_is_stored(racks, capsys, tmp_path):
-    where = runner_path(racks, "exec2")
-    moved = ssh_cmd(racks, racks.executors()["exec2"], "mv", where, f"{where}.away", timeout=20)
-    assert moved.returncode == 0, moved.stderr
-    try:
+    with without_ansible_runner(racks, "exec2"):
         db = tmp_path / "lab.db"
         code = main(["run", str(scenario_file(racks, RUNS, "missing")), "--inventory", str(racks.inventory),
                      "--db", f"sqlite:///{db}"])
@@ -116,9 +107,7 @@ def test_an_executor_missing_ansible_runner_is_one_line_before_anything_is_store
         assert not db.exists()  # nothing stored, no database even opened
         assert main(["check", "--inventory", str(racks.inventory)]) == 2
         out, err = capsys.readouterr()
-        assert "OK executor exec1 (ansible-runner " in out and err.startswith("lab: error: executor exec2: ")
-    finally:
-        assert ssh_cmd(racks, racks.executors()["exec2"], "mv", f"{where}.away", where, timeout=20).returncode == 0
+        assert "OK executor exec1 (ansible-runner " in out and err.startswith("lab: error: executor exec2: "), out + err
 
 
 def test_the_soak_through_two_executors_records_every_sample(racks, tmp_path):
