@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -12,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from lab.virtual.fleet import Fleet
+from lab.virtual.node import EXECUTOR_KNOWN_HOSTS, EXECUTOR_NODE_KEY
 
 # Property tests: on a developer's machine they explore new examples at every run; in CI (CI set, as
 # .ci/run is called) the same examples every time, so a submission's result never depends on luck.
@@ -71,6 +74,48 @@ def ssh_cmd(fleet: Fleet, address: str, *remote: str, timeout: int = 5) -> subpr
     """Run a command on a node over real SSH with the fleet's key and known_hosts."""
     return subprocess.run(ssh_argv(fleet, address, *remote, timeout=timeout), capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, timeout=timeout + 10)
+
+
+def ssh_via_argv(fleet: Fleet, node: str, *remote: str, user: str = "root", timeout: int = 5) -> list[str]:
+    """`ssh` to a node THROUGH its execution node (a fleet up with --executors), as the lab reaches it then.
+
+    The outer hop is the controller's ssh to the executor (the fleet's key and known_hosts, as ssh_argv);
+    the inner one runs ON the executor with the key and known_hosts only the executors hold, host keys
+    checked. `remote` means what it means to ssh_cmd (ssh joins it with spaces for the node's shell:
+    give `shlex.join(argv)` for an exact argv); the inner ssh's own command line is quoted for the
+    executor's shell, so the node's shell gets exactly that string.
+    """
+    executor = fleet.executor_of(node)
+    if executor is None:
+        raise ValueError(f"{node} has no execution node in this fleet")
+    address = fleet.address(fleet.meta()["nodes"].index(node) + 1)
+    inner = ["ssh", "-i", EXECUTOR_NODE_KEY, "-o", f"UserKnownHostsFile={EXECUTOR_KNOWN_HOSTS}",
+             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout}",
+             f"{user}@{address}", "--", " ".join(remote)]
+    return ssh_argv(fleet, fleet.executors()[executor], shlex.join(inner), timeout=timeout)
+
+
+def ssh_via(fleet: Fleet, node: str, *remote: str, user: str = "root", timeout: int = 5) -> subprocess.CompletedProcess:
+    """Run a command on a node through its execution node (see ssh_via_argv); the controller holds no key for it."""
+    return subprocess.run(ssh_via_argv(fleet, node, *remote, user=user, timeout=timeout), capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=2 * timeout + 10)
+
+
+RUNNER_ON_EXECUTOR = "/usr/local/bin/ansible-runner"  # lab.virtual.runner's wrapper on an execution node's PATH
+
+
+@contextlib.contextmanager
+def without_ansible_runner(fleet: Fleet, executor: str = "exec1"):
+    """An execution node whose ansible-runner is missing for the duration (its wrapper moved aside over SSH)."""
+    address = fleet.executors()[executor]
+    hidden = RUNNER_ON_EXECUTOR + ".hidden-by-test"
+    moved = ssh_cmd(fleet, address, "mv", RUNNER_ON_EXECUTOR, hidden, timeout=10)
+    assert moved.returncode == 0, moved.stderr
+    try:
+        yield
+    finally:
+        back = ssh_cmd(fleet, address, "mv", hidden, RUNNER_ON_EXECUTOR, timeout=10)
+        assert back.returncode == 0, back.stderr
 
 
 def fleet_leftovers(fleet: Fleet, machine_prefix: str) -> list[str]:

@@ -25,21 +25,31 @@ def up(
     profile: Path = typer.Option(None, "--profile", help="Fleet profile: per node, the unit's hardware."),
     time_scale: float = typer.Option(1.0, "--time-scale", help="Emulated time runs this much faster (records stay nominal)."),
     inventory: Path = typer.Option(Path("inventory/virtual.yml"), "--inventory-file", help="Where to write the inventory."),
+    executors: int = typer.Option(0, "--executors", "-e", help="Also boot this many execution nodes (exec1.., "
+                                  "ansible-runner workers); the inventory spreads the nodes over them."),
 ) -> None:
     """Boot the virtual fleet and write its inventory.
 
+    With --executors K, K execution nodes (exec1..execK on <net>.201..) run the phases of their
+    racks' nodes through `ansible-runner worker`; only they hold the key the nodes accept.
+
     Example:
         lab fleet up --nodes 4 --profile profiles/mixed.yaml --time-scale 0.02
+        lab fleet up --nodes 4 --executors 2
     """
     if profile is not None:
         profile = find_input(profile, "profile")
-    result = Fleet().up(nodes=nodes, profile=profile, time_scale=time_scale, inventory=inventory, log=_say)
-    typer.echo(f"{len(result['nodes'])} node(s) answer SSH after {result['seconds']} s; inventory: {result['inventory']}")
+    result = Fleet().up(nodes=nodes, profile=profile, time_scale=time_scale, inventory=inventory, log=_say,
+                        executors=executors)
+    execs = f" and {len(result['executors'])} execution node(s)" if result["executors"] else ""
+    typer.echo(f"{len(result['nodes'])} node(s){execs} answer SSH after {result['seconds']} s; "
+               f"inventory: {result['inventory']}")
 
 
 @fleet_app.command("status")
 def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
-    """Show each node's name, address, state (running, frozen, down) and boot_id, and the PDU daemon's address and PID.
+    """Show each node's and execution node's name, address, state (running, frozen, down) and boot_id, and the
+    PDU daemon's address and PID. In --json, execution nodes are under "executors".
 
     Example:
         lab fleet status --json
@@ -48,7 +58,10 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON do
     statuses = fleet.status()
     pdu = fleet.pdu_status()
     if as_json:
-        doc = {"nodes": status_dicts(statuses)}
+        doc = {"nodes": status_dicts([s for s in statuses if s.role == "node"])}
+        executors = status_dicts([s for s in statuses if s.role == "executor"])
+        if executors:
+            doc["executors"] = executors
         if pdu:  # a fleet is up: its PDU daemon's address and PID (null when it is not running)
             doc["pdudaemon"] = pdu
         typer.echo(json.dumps(doc, indent=2))
@@ -59,23 +72,24 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON do
     if pdu:
         typer.echo(f"pdudaemon {pdu['address']} " + (f"pid {pdu['pid']}" if pdu["pid"] else "not running"))
     for s in statuses:
-        typer.echo(f"{s.name:<8} {s.address:<15} {s.state:<8} {s.boot_id or '-'}" + (f"  ({s.note})" if s.note else ""))
+        note = ", ".join(filter(None, ["execution node" if s.role == "executor" else None, s.note]))
+        typer.echo(f"{s.name:<8} {s.address:<15} {s.state:<8} {s.boot_id or '-'}" + (f"  ({note})" if note else ""))
 
 
 @fleet_app.command("down")
 def down() -> None:
-    """Stop every node and remove every mount, process and file of the fleet.
+    """Stop every node (and execution node) and remove every mount, process and file of the fleet.
 
     Example:
         lab fleet down
     """
     names = Fleet().down(log=_say)
-    typer.echo(f"stopped {len(names)} node(s)" if names else "no virtual fleet was up")
+    typer.echo(f"stopped {len(names)} machine(s)" if names else "no virtual fleet was up")
 
 
 @fleet_app.command("fault")
 def fault(
-    node: str = typer.Argument(..., help="Node name, e.g. node2."),
+    node: str = typer.Argument(..., help="Node name, e.g. node2, or an execution node, e.g. exec1."),
     action: str = typer.Argument(..., help=f"One of: {', '.join(FAULTS)}."),
 ) -> None:
     """Inject a fault: freeze/thaw all its processes, power it down/up, make its next reboot hang.
@@ -88,10 +102,13 @@ def fault(
 
 @fleet_app.command("power")
 def power(
-    node: str = typer.Argument(..., help="Node name, e.g. node2."),
+    node: str = typer.Argument(..., help="Node name, e.g. node2, or an execution node, e.g. exec1."),
     action: str = typer.Argument(..., help=f"One of: {', '.join(POWER_ACTIONS)}."),
 ) -> None:
     """What a PDU outlet does to the node: cut its power (off), restore it (on), or print on/off (status).
+
+    An execution node takes the same actions: `lab fleet power exec1 off` kills it at once, with every
+    ansible-runner worker on it (an executor lost mid-phase).
 
     Fast, as the fleet's pdudaemon calls it: `off` returns once the node is down, `on` without waiting
     for SSH. Unlike the node's own reboot, power off then on is a cold power-on: a unit whose HAT keeps

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lab.errors import ConfigError, FleetError, HostSetupError
-from lab.virtual import image, inventory_file, paths, pdu
+from lab.virtual import image, inventory_file, paths, pdu, runner
 from lab.virtual.emulator.hailo_emu.hw import PI_FIELDS, hat_of
 from lab.virtual.emulator.packaging import build_repository
 from lab.virtual.node import (
@@ -29,6 +29,7 @@ from lab.virtual.node import (
     container_init,
     pid_alive,
     prepare,
+    prepare_executor,
     read_pid,
     read_text,
     write_atomic,
@@ -41,6 +42,16 @@ FAULTS = ("freeze", "thaw", "down", "up", "hang-reboot")
 POWER_ACTIONS = ("on", "off", "status")
 POWER_OFF_TIMEOUT = 15.0
 SSH_READY_TIMEOUT = 120.0
+# Execution nodes (`--executors K`) are exec1..execK at <net>.201..<net>.(200+K): above every node's
+# address when they are there (nodes are <net>.1..<net>.N, N <= 200 then), below the PDU's (.254).
+EXECUTOR_BASE = 200
+MAX_EXECUTORS = 50
+MAX_NODES_WITH_EXECUTORS = EXECUTOR_BASE
+
+
+def executor_names(count: int) -> list[str]:
+    """exec1..execN."""
+    return [f"exec{i}" for i in range(1, count + 1)]
 
 
 @dataclass
@@ -53,6 +64,7 @@ class NodeStatus:
     boot_id: str | None
     supervisor_pid: int | None
     note: str | None = None
+    role: str = "node"  # or "executor" (an execution node: never a node under test)
 
 
 class Fleet:
@@ -76,6 +88,11 @@ class Fleet:
     def known_hosts(self) -> Path:
         return self.root / "ssh" / "known_hosts"
 
+    @property
+    def executor_key_file(self) -> Path:
+        """The key only the execution nodes hold (as EXECUTOR_NODE_KEY): with executors, the nodes accept only it."""
+        return self.root / "ssh" / "executors_ed25519"
+
     def meta(self) -> dict | None:
         """The fleet's recorded settings, or None when no fleet exists here."""
         text = read_text(self.meta_file)
@@ -86,6 +103,36 @@ class Fleet:
 
     def address(self, index: int) -> str:
         return f"{self.net}.{index}"
+
+    def executor(self, name: str) -> NodeDir:
+        """An execution node's state directory (beside the nodes', never among them)."""
+        return NodeDir(self.root / "executors" / name, name)
+
+    def executor_address(self, index: int) -> str:
+        """The address of exec<index> (1-based)."""
+        return f"{self.net}.{EXECUTOR_BASE + index}"
+
+    def executors(self) -> dict[str, str]:
+        """The fleet's execution nodes: name -> address (empty without --executors, or without a fleet)."""
+        names = (self.meta() or {}).get("executors") or []
+        return {name: self.executor_address(i) for i, name in enumerate(names, start=1)}
+
+    def executor_of(self, node: str) -> str | None:
+        """The execution node that reaches `node` (the inventory's lab_executor), or None without executors."""
+        meta = self.meta() or {}
+        for name, nodes in inventory_file.spread(meta.get("nodes", []), meta.get("executors") or []).items():
+            if node in nodes:
+                return name
+        return None
+
+    def _member(self, name: str, meta: dict) -> NodeDir:
+        """The node or execution node called `name`, or a one-line error naming the fleet's machines."""
+        if name in meta["nodes"]:
+            return self.node(name)
+        if name in (meta.get("executors") or []):
+            return self.executor(name)
+        names = ", ".join(meta["nodes"] + (meta.get("executors") or []))
+        raise ConfigError(f"no node {name!r} in the fleet", hint=f"nodes are {names}")
 
     # ---- checks -------------------------------------------------------------------------
     def check_host(self) -> None:
@@ -119,8 +166,13 @@ class Fleet:
 
     # ---- up -----------------------------------------------------------------------------
     def up(self, nodes: int | None = None, profile: Path | None = None, time_scale: float = 1.0,
-           inventory: Path = Path("inventory/virtual.yml"), log=lambda msg: None) -> dict:
-        """Build (once) and boot the fleet, write its inventory, wait until every node answers SSH."""
+           inventory: Path = Path("inventory/virtual.yml"), log=lambda msg: None, executors: int = 0) -> dict:
+        """Build (once) and boot the fleet, write its inventory, wait until every node answers SSH.
+
+        `executors` K > 0 also boots K execution nodes (exec1..execK, see EXECUTOR_BASE) with the
+        controller's ansible-runner and ansible-core (lab.virtual.runner); then only they hold a key the
+        nodes accept, and the inventory spreads the nodes over them (lab.virtual.inventory_file).
+        """
         self.check_host()
         if time_scale <= 0 or time_scale > 1:
             raise ConfigError(f"time scale {time_scale} is out of range", "--time-scale", "give a value in (0, 1]")
@@ -128,30 +180,43 @@ class Fleet:
         count = nodes if nodes is not None else (len(units) or 4)
         if not 1 <= count <= 250:
             raise ConfigError(f"cannot run {count} nodes", "--nodes", "give 1 to 250")
+        if not 0 <= executors <= MAX_EXECUTORS:
+            raise ConfigError(f"cannot run {executors} execution nodes", "--executors", f"give 0 to {MAX_EXECUTORS}")
+        if executors and count > MAX_NODES_WITH_EXECUTORS:
+            raise ConfigError(f"cannot run {count} nodes beside execution nodes", "--nodes",
+                              f"give at most {MAX_NODES_WITH_EXECUTORS} (executors take "
+                              f"{self.net}.{EXECUTOR_BASE + 1} and up)")
         names = node_names(count)
+        exec_names = executor_names(executors)
         if profile:
             check_profile_nodes(units, names, profile)
-        check_inotify(count)
+        check_inotify(count + executors)
         meta = self.meta()
-        if meta and meta["nodes"] != names:
+        if meta and (meta["nodes"] != names or (meta.get("executors") or []) != exec_names):
             raise ConfigError(
-                f"a fleet of {len(meta['nodes'])} nodes is already up at {self.root}",
-                hint="run `lab fleet down` first, or ask for the same --nodes",
+                f"a fleet of {len(meta['nodes'])} nodes and {len(meta.get('executors') or [])} executors "
+                f"is already up at {self.root}",
+                hint="run `lab fleet down` first, or ask for the same --nodes and --executors",
             )
         pdu.check_installed()
         for i, name in enumerate(names, start=1):  # before anything is written or built
             if not self._supervisor(self.node(name)):
                 self.check_address_free(self.address(i))
+        for i, name in enumerate(exec_names, start=1):
+            if not self._supervisor(self.executor(name)):
+                self.check_address_free(self.executor_address(i))
         pdu_pid = self._pdudaemon(meta)
         if pdu_pid is None:
             pdu.check_address_free(self.net)
         rootfs = image.ensure_image(self.cache, os.environ.get("LAB_DEBIAN_MIRROR", image.DEFAULT_MIRROR), log=log)
         repo = self._repository(log)
+        runner_site = runner.ensure_tree(self.cache, rootfs, log=log) if exec_names else None
         self.root.mkdir(parents=True, exist_ok=True)
         fleet_id = meta["id"] if meta else uuid.uuid4().hex[:8]
         meta = {
             "id": fleet_id,
             "nodes": names,
+            "executors": exec_names,
             "net": self.net,
             "time_scale": time_scale,
             "profile": str(Path(profile).resolve()) if profile else None,
@@ -162,6 +227,9 @@ class Fleet:
         }
         write_atomic(self.meta_file, json.dumps(meta, indent=2) + "\n")
         pubkey = self._ssh_key()
+        # With execution nodes, the nodes accept only the executors' key: the controller reaches them
+        # through an executor (the fleet's own readiness checks and faults need no SSH login).
+        node_pubkey = self._ssh_key(self.executor_key_file, "lab-executors") if exec_names else pubkey
         started = time.monotonic()
         fleet_info = {"fleet": fleet_id, "time_scale": time_scale}
         to_boot = []
@@ -179,8 +247,9 @@ class Fleet:
             if self._supervisor(nd):
                 write_hw(nd, units.get(name, {}), fleet_info)  # a running node keeps booting; its hardware file is refreshed
                 continue
-            prepare(nd, address, pubkey, units.get(name, {}), fleet_info, config)
+            prepare(nd, address, node_pubkey, units.get(name, {}), fleet_info, config)
             to_boot.append(nd)
+        to_boot += self._prepare_executors(meta, fleet_id, rootfs, runner_site, pubkey)
         self._write_known_hosts(names)
         self._write_inventory(Path(inventory), meta, units)
         for nd in to_boot:
@@ -189,40 +258,82 @@ class Fleet:
             log(f"starting pdudaemon on {pdu.daemon_address(self.net)}")
             meta["pdudaemon"]["pid"] = pdu.start(self.root, self.net, sys.executable)
             write_atomic(self.meta_file, json.dumps(meta, indent=2) + "\n")
-        log(f"booting {len(to_boot)} node(s), {len(names) - len(to_boot)} already running")
-        self.wait_ssh(names, SSH_READY_TIMEOUT)
+        log(f"booting {len(to_boot)} machine(s), {len(names) + len(exec_names) - len(to_boot)} already running")
+        self.wait_ssh(names + exec_names, SSH_READY_TIMEOUT)
         elapsed = time.monotonic() - started
-        return {"nodes": names, "booted": [nd.name for nd in to_boot], "seconds": round(elapsed, 1),
-                "inventory": meta["inventory"]}
+        return {"nodes": names, "executors": exec_names, "booted": [nd.name for nd in to_boot],
+                "seconds": round(elapsed, 1), "inventory": meta["inventory"]}
+
+    def _prepare_executors(self, meta: dict, fleet_id: str, rootfs: Path, runner_site: Path | None,
+                           pubkey: str) -> list[NodeDir]:
+        """Create the upper layer of every execution node not running yet; returns those to boot.
+
+        Each gets the controller's key for root, the executors' key and the nodes' host keys (for its
+        own Ansible and the collector's reads) and the controller's ansible-runner (read-only tree).
+        """
+        to_boot = []
+        for i, name in enumerate(meta["executors"], start=1):
+            nd = self.executor(name)
+            if self._supervisor(nd):
+                continue
+            config = {
+                "name": name,
+                "address": self.executor_address(i),
+                "machine": f"lab-{fleet_id}-{name}",
+                "rootfs": str(rootfs),
+                "repo": None,
+                "hw": False,
+                "bind_ro": [[str(runner_site), runner.MOUNT]],
+                "freezer": str(FREEZER_ROOT / "lab" / f"{fleet_id}-{name}") if FREEZER_ROOT.is_dir() else None,
+            }
+            prepare_executor(nd, self.executor_address(i), pubkey, self.executor_key_file,
+                             self._node_host_keys(meta["nodes"]),
+                             runner.files(runner_site, runner.image_python(rootfs)), config)
+            to_boot.append(nd)
+        return to_boot
 
     def _write_inventory(self, path: Path, meta: dict, units: dict[str, dict]) -> None:
         """Write the fleet's Ansible inventory: one host per node at its address, with its unit's variables."""
         addresses = {name: self.address(i) for i, name in enumerate(meta["nodes"], start=1)}
         power = {name: pdu.lab_power_entry(self.net, i) for i, name in enumerate(meta["nodes"], start=1)}
+        executors = {name: self.executor_address(i) for i, name in enumerate(meta.get("executors") or [], start=1)}
         inventory_file.write(path, inventory_file.render(self.root, self.key_file, self.known_hosts, meta, addresses,
-                                                         units, power))
+                                                         units, power, executors))
 
     def _repository(self, log) -> Path:
         """The emulated Hailo packages' apt repository, built (once) by the emulator's packaging."""
         log("checking the emulated Hailo apt repository")
         return build_repository(self.cache / "apt")
 
-    def _ssh_key(self) -> str:
-        """The fleet's one SSH key pair (created once); returns the public key."""
-        if not self.key_file.exists():
-            self.key_file.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(self.key_file.parent, 0o700)
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lab-fleet", "-f", str(self.key_file)],
+    def _ssh_key(self, key_file: Path | None = None, comment: str = "lab-fleet") -> str:
+        """One of the fleet's SSH key pairs (the controller's by default; created once); returns the public key."""
+        key_file = key_file or self.key_file
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(key_file.parent, 0o700)
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key_file)],
                            check=True)
-        return self.key_file.with_suffix(".pub").read_text()
+        return key_file.with_suffix(".pub").read_text()
 
-    def _write_known_hosts(self, names: list[str]) -> None:
-        """Record every node's host key, so SSH verifies the nodes (no StrictHostKeyChecking=no)."""
+    def _node_host_keys(self, names: list[str]) -> str:
+        """known_hosts lines of the nodes' host keys (at their addresses)."""
         lines = []
         for i, name in enumerate(names, start=1):
             key = self.node(name).host_pubkey.read_text().split()
             lines.append(f"{self.address(i)} {key[0]} {key[1]}")
-        write_atomic(self.known_hosts, "\n".join(lines) + "\n")
+        return "\n".join(lines) + "\n"
+
+    def _write_known_hosts(self, names: list[str]) -> None:
+        """Record every node's (and execution node's) host key, so SSH verifies them (no StrictHostKeyChecking=no).
+
+        With executors the nodes' keys stay listed: they are public, and a login the nodes refuse is then
+        refused for its key, not for an unknown host.
+        """
+        lines = [self._node_host_keys(names)]
+        for i, name in enumerate((self.meta() or {}).get("executors") or [], start=1):
+            key = self.executor(name).host_pubkey.read_text().split()
+            lines.append(f"{self.executor_address(i)} {key[0]} {key[1]}\n")
+        write_atomic(self.known_hosts, "".join(lines))
 
     def _start_supervisor(self, nd: NodeDir) -> None:
         """Start the node's supervisor detached from this process, so the node outlives `lab fleet up`."""
@@ -263,17 +374,19 @@ class Fleet:
         policy) is involved in the wait.
         """
         deadline = time.monotonic() + timeout
-        addresses = {name: self.address(i) for i, name in enumerate(self.meta()["nodes"], start=1)}
+        meta = self.meta()
+        addresses = {name: self.address(i) for i, name in enumerate(meta["nodes"], start=1)}
+        addresses.update(self.executors())
 
         def ready(name: str) -> bool:
-            return ssh_banner(addresses[name], deadline) and self._logins_allowed(self.node(name), deadline)
+            return ssh_banner(addresses[name], deadline) and self._logins_allowed(self._member(name, meta), deadline)
 
         with ThreadPoolExecutor(max_workers=min(32, len(names))) as pool:
             answered = dict(zip(names, pool.map(ready, names)))
         late = [n for n, ok in answered.items() if not ok]
         if late:
             raise FleetError(f"node(s) {', '.join(late)} did not let {LOGIN_USER} log in over SSH within {timeout:.0f} s",
-                             str(self.root / "nodes" / late[0] / "console.log"), "read the node's console log")
+                             str(self._member(late[0], meta).console_log), "read the node's console log")
 
     @staticmethod
     def _logins_allowed(nd: NodeDir, deadline: float) -> bool:
@@ -288,13 +401,15 @@ class Fleet:
 
     # ---- status -------------------------------------------------------------------------
     def status(self) -> list[NodeStatus]:
-        """State of every node: running, frozen, down (or hung in a reboot), with its boot_id."""
+        """State of every node, then every execution node (role `executor`): running, frozen, down (or hung
+        in a reboot), with its boot_id."""
         meta = self.meta()
         if not meta:
             return []
         result = []
-        for i, name in enumerate(meta["nodes"], start=1):
-            nd = self.node(name)
+        machines = [(name, self.node(name), self.address(i), "node") for i, name in enumerate(meta["nodes"], start=1)]
+        machines += [(name, self.executor(name), address, "executor") for name, address in self.executors().items()]
+        for name, nd, address, role in machines:
             sup = self._supervisor(nd)
             init = container_init(read_pid(nd.nspawn_pid)) if sup else None
             if not sup:
@@ -306,9 +421,26 @@ class Fleet:
             else:
                 state = "running"
             hung = bool(sup) and init is None and read_text(nd.state) == "hung"
-            result.append(NodeStatus(name, self.address(i), state, boot_id(init) if state == "running" else None,
-                                     sup, "reboot hangs until `fault up`" if hung else None))
+            result.append(NodeStatus(name, address, state, boot_id(init) if state == "running" else None,
+                                     sup, "reboot hangs until `fault up`" if hung else None, role))
         return result
+
+    def cpu_seconds(self, name: str) -> float | None:
+        """CPU time (user + system, s) used so far by every process of a node or execution node, reaped ones
+        included (their parents inside it counted them); None where the host has no freezer cgroup to find
+        them by. For benchmarks: an executor's share of a campaign is the difference over the campaign."""
+        meta = self.meta()
+        if not meta:
+            raise ConfigError("no virtual fleet is up", str(self.root), "run `lab fleet up` first")
+        nd = self._member(name, meta)
+        fdir = self._freezer(nd)
+        procs = read_text(fdir / "cgroup.procs") if fdir else None
+        if procs is None:
+            return None
+        ticks = 0
+        for pid in procs.split():
+            ticks += cpu_ticks(read_text(Path(f"/proc/{pid}/stat")) or "")
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def _freezer(self, nd: NodeDir) -> Path | None:
         cfg = json.loads(nd.config.read_text())
@@ -324,11 +456,9 @@ class Fleet:
         meta = self.meta()
         if not meta:
             raise ConfigError("no virtual fleet is up", str(self.root), "run `lab fleet up` first")
-        if name not in meta["nodes"]:
-            raise ConfigError(f"no node {name!r} in the fleet", hint=f"nodes are {', '.join(meta['nodes'])}")
+        nd = self._member(name, meta)
         if action not in FAULTS:
             raise ConfigError(f"unknown fault {action!r}", hint=f"use one of {', '.join(FAULTS)}")
-        nd = self.node(name)
         sup = self._supervisor(nd)
         if action == "up":
             nd.hang_flag.unlink(missing_ok=True)
@@ -363,16 +493,16 @@ class Fleet:
         Fast, for a PDU's command-line driver: `off` returns once the supervisor reports the node down
         (a frozen node is thawed first, so it really dies); `on` returns without waiting for SSH and
         drops a pending hang-reboot (the hung boot is gone once power was cut). The next boot after
-        `off` is a cold power-on (a new power epoch), unlike the node's own `reboot`.
+        `off` is a cold power-on (a new power epoch), unlike the node's own `reboot`. An execution node
+        (no PDU outlet of the fleet's pdudaemon) takes the same actions: `off` kills it abruptly, with
+        every ansible-runner worker and ssh on it, as a machine losing power mid-phase.
         """
         meta = self.meta()
         if not meta:
             raise ConfigError("no virtual fleet is up", str(self.root), "run `lab fleet up` first")
-        if name not in meta["nodes"]:
-            raise ConfigError(f"no node {name!r} in the fleet", hint=f"nodes are {', '.join(meta['nodes'])}")
+        nd = self._member(name, meta)
         if action not in POWER_ACTIONS:
             raise ConfigError(f"unknown power action {action!r}", hint=f"use one of {', '.join(POWER_ACTIONS)}")
-        nd = self.node(name)
         sup = self._supervisor(nd)
         if action == "status":
             return "on" if sup and read_text(nd.desired) == "up" else "off"
@@ -439,13 +569,19 @@ class Fleet:
 
     # ---- down ---------------------------------------------------------------------------
     def down(self, log=lambda msg: None) -> list[str]:
-        """Stop every node, remove every mount, process and file of the fleet (the image cache stays)."""
+        """Stop every node and execution node, remove every mount, process and file of the fleet (caches stay).
+
+        Returns the names of the machines it found (nodes, then execution nodes).
+        """
         meta = self.meta()
-        nodes_dir = self.root / "nodes"
-        names = sorted(p.name for p in nodes_dir.iterdir()) if nodes_dir.is_dir() else []
+        machines: dict[str, NodeDir] = {}
+        for kind in ("nodes", "executors"):
+            folder = self.root / kind
+            for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+                machines[path.name] = NodeDir(path, path.name)
+        names = list(machines)
         sups = {}
-        for name in names:
-            nd = self.node(name)
+        for name, nd in machines.items():
             sup = self._supervisor(nd)
             if sup:
                 self._thaw(nd)
@@ -458,12 +594,12 @@ class Fleet:
                 time.sleep(0.1)
             if pid_alive(pid):
                 log(f"{name}: supervisor {pid} did not stop in time; killing the node")
-                init = container_init(read_pid(self.node(name).nspawn_pid))
+                init = container_init(read_pid(machines[name].nspawn_pid))
                 if init:
                     os.kill(init, signal.SIGKILL)
                 os.kill(pid, signal.SIGKILL)
-        for name in names:
-            self._cleanup_node(self.node(name))
+        for nd in machines.values():
+            self._cleanup_node(nd)
         pdu_pid = ((meta or {}).get("pdudaemon") or {}).get("pid")
         if pdu_pid:
             log(f"stopping pdudaemon {pdu_pid}")
@@ -533,6 +669,12 @@ def ssh_banner(address: str, deadline: float) -> bool:
             pass
         time.sleep(0.2)
     return False
+
+
+def cpu_ticks(stat: str) -> int:
+    """utime + stime + cutime + cstime of a /proc/PID/stat line (0 for a process gone before it was read)."""
+    fields = stat.rsplit(")", 1)[-1].split()
+    return sum(int(f) for f in fields[11:15]) if len(fields) >= 15 else 0
 
 
 def status_dicts(statuses: list[NodeStatus]) -> list[dict]:

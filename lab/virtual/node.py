@@ -91,7 +91,49 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
 
 def prepare(nd: NodeDir, address: str, authorized_key: str, unit: dict, fleet_info: dict, config: dict) -> None:
     """Create the node's upper layer once: hostname, machine-id, host keys, sshd address, root's key."""
-    for d in (nd.upper, nd.work, nd.merged, nd.hw):
+    nd.hw.mkdir(parents=True, exist_ok=True)
+    prepare_machine(nd, address, authorized_key)
+    if config.get("rootfs"):
+        add_login_user(nd, Path(config["rootfs"]), authorized_key)
+    if config.get("repo"):
+        # The node lists the emulated archive as Raspberry Pi OS lists archive.raspberrypi.com.
+        (nd.upper / "etc/apt/sources.list.d").mkdir(parents=True, exist_ok=True)
+        write_atomic(nd.upper / "etc/apt/sources.list.d/raspi.list", ARCHIVE_LINE + "\n")
+    install_wallclock(nd)
+    write_hw(nd, unit, fleet_info)
+    write_atomic(nd.config, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+# On an execution node (lab.virtual.fleet): the key its Ansible and the collector's reads use for the
+# nodes, and the nodes' host keys. The fleet's inventory names these paths for the nodes it assigns to it.
+EXECUTOR_NODE_KEY = "/root/.ssh/lab_nodes"
+EXECUTOR_KNOWN_HOSTS = "/root/.ssh/lab_known_hosts"
+
+
+def prepare_executor(nd: NodeDir, address: str, authorized_key: str, node_key: Path, known_hosts: str,
+                     runner_files: dict[str, str], config: dict) -> None:
+    """Create an execution node's upper layer: the machine (as a node's), the nodes' key and host keys, the runner.
+
+    No login user, no Hailo device, no archive: root logs in with the controller's key; `node_key` (a
+    private key file on the controller) and `known_hosts` (the nodes' host keys) go to EXECUTOR_NODE_KEY
+    and EXECUTOR_KNOWN_HOSTS; `runner_files` (lab.virtual.runner.files) put ansible-runner on its PATH.
+    """
+    prepare_machine(nd, address, authorized_key)
+    ssh_dir = nd.upper / "root/.ssh"
+    write_atomic(nd.upper / EXECUTOR_NODE_KEY.lstrip("/"), node_key.read_text(), 0o600)
+    write_atomic(ssh_dir / Path(EXECUTOR_NODE_KEY).with_suffix(".pub").name,
+                 node_key.with_suffix(".pub").read_text(), 0o644)
+    write_atomic(nd.upper / EXECUTOR_KNOWN_HOSTS.lstrip("/"), known_hosts, 0o644)
+    for rel, text in runner_files.items():
+        path = nd.upper / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, text, 0o755 if rel.startswith("usr/local/bin/") else 0o644)
+    write_atomic(nd.config, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def prepare_machine(nd: NodeDir, address: str, authorized_key: str) -> None:
+    """What every fleet machine gets once: hostname, machine-id, host key, sshd on its own address, root's key."""
+    for d in (nd.upper, nd.work, nd.merged):
         d.mkdir(parents=True, exist_ok=True)
     etc = nd.upper / "etc"
     (etc / "ssh/sshd_config.d").mkdir(parents=True, exist_ok=True)
@@ -137,15 +179,6 @@ def prepare(nd: NodeDir, address: str, authorized_key: str, unit: dict, fleet_in
     ssh_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(ssh_dir, 0o700)
     write_atomic(ssh_dir / "authorized_keys", authorized_key.strip() + "\n", 0o600)
-    if config.get("rootfs"):
-        add_login_user(nd, Path(config["rootfs"]), authorized_key)
-    if config.get("repo"):
-        # The node lists the emulated archive as Raspberry Pi OS lists archive.raspberrypi.com.
-        (etc / "apt/sources.list.d").mkdir(parents=True, exist_ok=True)
-        write_atomic(etc / "apt/sources.list.d/raspi.list", ARCHIVE_LINE + "\n")
-    install_wallclock(nd)
-    write_hw(nd, unit, fleet_info)
-    write_atomic(nd.config, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def install_wallclock(nd: NodeDir) -> None:

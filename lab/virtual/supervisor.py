@@ -56,14 +56,17 @@ def nspawn_command(nd: NodeDir, config: dict) -> list[str]:
         f"--directory={nd.merged}",
         f"--machine={config['machine']}",
         f"--hostname={nd.name}",
-        f"--bind-ro={nd.hw}:{HW_MOUNT}",
         "--console=read-only",
         "--link-journal=no",
         "--resolv-conf=off",
         "--timezone=off",
     ]
+    if config.get("hw", True):  # an execution node has no hardware of its own to describe
+        cmd.append(f"--bind-ro={nd.hw}:{HW_MOUNT}")
     if config.get("repo"):
         cmd.append(f"--bind-ro={config['repo']}:{REPO_MOUNT}")
+    for source, target in config.get("bind_ro", []):  # e.g. an execution node's ansible-runner tree
+        cmd.append(f"--bind-ro={source}:{target}")
     return cmd
 
 
@@ -177,7 +180,10 @@ class Supervisor:
                     time.sleep(POLL)
                     continue
                 if cold:
-                    self.log(f"cold power-on (power epoch {bump_power_epoch(self.nd.hw)})")
+                    if self.config.get("hw", True):
+                        self.log(f"cold power-on (power epoch {bump_power_epoch(self.nd.hw)})")
+                    else:
+                        self.log("cold power-on")
                     cold = False
                 status, asked = self.boot()
                 self.log(f"systemd-nspawn exited with {status}")
