@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from lab.cli import main
@@ -82,7 +83,10 @@ def benchmarks(db: str, name: str) -> dict[str, tuple[str | None, str, str | Non
     engine = create_engine(db)
     try:
         with Session(engine) as s:
-            c = s.scalar(select(Campaign).where(Campaign.name == name))
+            try:
+                c = s.scalar(select(Campaign).where(Campaign.name == name))
+            except OperationalError:  # `lab run` is still creating its tables
+                return {}
             if c is None:
                 return {}
             out = {}
