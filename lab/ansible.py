@@ -43,6 +43,7 @@ class PlaybookResult:
     status: str
     rc: int
     hosts: dict[str, HostResult]
+    lost: dict[str, str] = field(default_factory=dict)  # host -> why its execution node was lost mid-playbook
 
     @property
     def failed_hosts(self) -> list[str]:

@@ -14,6 +14,8 @@ from lab.errors import InventoryError
 
 CHIPS = ("hailo10h", "hailo8", "hailo8l")
 POWER_VAR = "lab_power"
+EXECUTORS_GROUP = "lab_executors"  # hosts of this group are execution nodes, never nodes under test
+EXECUTOR_VAR = "lab_executor"  # a node's execution node (a host of EXECUTORS_GROUP); absent: reached from here
 VAULT_PASSWORD_ENV = "ANSIBLE_VAULT_PASSWORD_FILE"
 MASK = "********"
 
@@ -65,6 +67,13 @@ class Host:
     name: str
     address: str
     vars: dict[str, Any] = field(default_factory=dict)
+    # the execution node this node is reached through (its `lab_executor`); its vars are as that host sees them
+    via: Host | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def executor(self) -> str | None:
+        """The name of the execution node this node is reached through, None when reached from the controller."""
+        return self.via.name if self.via is not None else None
 
     @property
     def chip(self) -> str | None:
@@ -77,11 +86,12 @@ class Host:
 
 @dataclass
 class Inventory:
-    """A loaded inventory: its source, hosts in order, and group membership."""
+    """A loaded inventory: its source, hosts in order, group membership, and its execution nodes apart."""
 
     source: Path
-    hosts: dict[str, Host]
+    hosts: dict[str, Host]  # the nodes (never an execution node)
     groups: dict[str, list[str]]
+    executors: dict[str, Host] = field(default_factory=dict)  # hosts of `lab_executors`, as the controller reaches them
 
     def select(self, limit: str | None = None) -> list[Host]:
         """Hosts matching an Ansible-style limit (comma-separated names or groups), or all."""
@@ -151,14 +161,34 @@ def load(name_or_path: str) -> Inventory:
         if POWER_VAR in hv:
             keep[POWER_VAR] = _template_power(loader, secrets, hv, host.name, path)
         hosts[host.name] = Host(host.name, str(hv.get("ansible_host", host.name)), keep)
+    executors = _split_executors(manager, hosts, path)
     if not hosts:
         raise InventoryError("the inventory has no hosts", str(path), "add hosts, e.g. under all: hosts:")
     for name, host in hosts.items():
         chip = host.chip
         if chip is not None and chip not in CHIPS:
             raise InventoryError(f"host {name} has lab_chip {chip!r}", str(path), f"use one of {', '.join(CHIPS)}")
-    groups = {g.name: [h.name for h in g.get_hosts()] for g in manager.groups.values() if g.name not in ("all", "ungrouped")}
-    return Inventory(path, hosts, groups)
+    groups = {g.name: [h.name for h in g.get_hosts() if h.name in hosts] for g in manager.groups.values()
+              if g.name not in ("all", "ungrouped", EXECUTORS_GROUP)}
+    return Inventory(path, hosts, groups, executors)
+
+
+def _split_executors(manager, hosts: dict[str, Host], path: Path) -> dict[str, Host]:
+    """Move the hosts of `lab_executors` out of `hosts` and link each node to the executor its `lab_executor`
+    names; a name that is not an executor is a one-line InventoryError naming the node."""
+    group = manager.groups.get(EXECUTORS_GROUP)
+    names = [h.name for h in group.get_hosts()] if group is not None else []
+    executors = {name: hosts.pop(name) for name in names if name in hosts}
+    for name, host in hosts.items():
+        wanted = host.vars.get(EXECUTOR_VAR)
+        if wanted in (None, ""):
+            continue
+        if not isinstance(wanted, str) or wanted not in executors:
+            known = ", ".join(executors) or f"none: the inventory has no {EXECUTORS_GROUP} group"
+            raise InventoryError(f"host {name} has {EXECUTOR_VAR} {wanted!r}, which is not a host of {EXECUTORS_GROUP}",
+                                 str(path), f"name one of its execution nodes ({known})")
+        host.via = executors[wanted]
+    return executors
 
 
 def _vault_secrets(loader) -> list:

@@ -3,10 +3,15 @@
 Ansible (lab/ansible.py) reaches nodes for playbooks; everything else (reading the agent's records and
 artifacts, `lab nodes`) goes through here, with the options Ansible uses (same user, key, port,
 known_hosts), batch mode and strict host keys: an unknown or changed host key is refused, never added.
+
+A node behind an execution node (`Host.via`, its `lab_executor`) is reached by a nested command: ssh to the
+executor, which runs ssh to the node with the node's own options (paths on the executor, its keys and
+known_hosts), each hop quoted for its shell with shlex.join. The controller needs no route to such a node.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -14,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
@@ -30,10 +36,36 @@ logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 logging.getLogger("paramiko").propagate = False
 
 
-def ssh_argv(host: Host, *remote: str, connect_timeout: int = 10) -> list[str]:
-    """An OpenSSH command reaching this host exactly as Ansible does (same key, known_hosts, options)."""
+# On an execution node: one master connection per node it reaches for lab's reads (the folder is made when the
+# executor is checked before a campaign, lab.remote_executor.check_executor).
+EXECUTOR_CONTROL_DIR = "~/.cache/lab/cp"
+VIA_SESSIONS = 8  # commands at once through one executor's master connection
+NODE_MASTER = ("-o", "ControlMaster=auto", "-o", f"ControlPath={EXECUTOR_CONTROL_DIR}/%C", "-o", "ControlPersist=60")
+
+
+def ssh_argv(host: Host, *remote: str, connect_timeout: int = 10, node_master: bool = False) -> list[str]:
+    """An OpenSSH command reaching this host exactly as Ansible does (same key, known_hosts, options).
+
+    A node behind an execution node is reached through it (`via_argv`); `node_master` then keeps a master
+    connection to the node on the executor."""
+    if host.via is not None:
+        return via_argv(host.via, host, list(remote), connect_timeout, node_master)
+    return _direct_argv(host, remote, connect_timeout)
+
+
+def via_argv(executor: Host, node: Host, remote: list[str], connect_timeout: int = 10,
+             node_master: bool = False) -> list[str]:
+    """`ssh EXECUTOR -- ssh NODE -- REMOTE`: the inner ssh runs on the executor with the node's options (as the
+    executor sees them); the executor's shell gets the inner command quoted by shlex.join, and the node's
+    shell gets REMOTE as ssh hands it on (its words joined by spaces, as a direct ssh would)."""
+    inner = _direct_argv(node, remote, connect_timeout, NODE_MASTER if node_master else ())
+    return _direct_argv(executor, [shlex.join(inner)], connect_timeout)
+
+
+def _direct_argv(host: Host, remote, connect_timeout: int, options=()) -> list[str]:
+    """ssh straight to the host: batch mode, keepalives, the inventory's key, port, user and arguments."""
     argv = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={connect_timeout}",
-            "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2"]
+            "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2", *options]
     if host.vars.get("ansible_port"):
         argv += ["-p", str(host.vars["ansible_port"])]
     if host.vars.get("ansible_ssh_private_key_file"):
@@ -43,6 +75,44 @@ def ssh_argv(host: Host, *remote: str, connect_timeout: int = 10) -> list[str]:
     user = host.vars.get("ansible_user")
     argv.append(f"{user}@{host.address}" if user else host.address)
     return argv + list(remote)
+
+
+def run_remote(host: Host, argv: list[str], timeout: float, stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
+    """Run an argument list on a host over OpenSSH (quoted for the remote shell); stdin a file or nothing.
+
+    Raises subprocess.TimeoutExpired."""
+    return subprocess.run(ssh_argv(host, shlex.join(argv)), capture_output=True, stdin=stdin, timeout=timeout,
+                          check=False)
+
+
+def runner_bindir(executor: Host) -> str:
+    """The folder of the executor's ansible-runner when `lab_runner` is a path (a venv's): its ansible-playbook
+    is found there first; "" when it is a plain name found on the executor's PATH."""
+    runner = str(executor.vars.get("lab_runner") or "ansible-runner")
+    return runner.rsplit("/", 1)[0] if "/" in runner else ""
+
+
+def _runner_command(executor: Host, args: list[str]) -> str:
+    """The executor's ansible-runner with `args`, as one command line for its shell (the runner's folder first
+    on PATH, so a venv's runner starts that venv's ansible-playbook)."""
+    runner = str(executor.vars.get("lab_runner") or "ansible-runner")
+    bindir = runner_bindir(executor)
+    prefix = f'PATH={shlex.quote(bindir)}:"$PATH" ' if bindir else ""
+    return prefix + shlex.join([runner, *args])
+
+
+def worker_argv(executor: Host, private_data_dir: str, keepalive_seconds: int) -> list[str]:
+    """`ssh -T EXECUTOR -- ansible-runner worker ...`: an ansible-runner worker on an execution node, reading its
+    job on stdin, removing its private data dir before and after, sending a keepalive when idle. Its own
+    connection (no master): a master that died would take the phase with it."""
+    argv = ssh_argv(executor, _runner_command(executor, ["worker", "--private-data-dir", private_data_dir, "--delete",
+                                                         "--keepalive-seconds", str(keepalive_seconds)]))
+    return [argv[0], "-T", *argv[1:]]
+
+
+def runner_argv(executor: Host) -> list[str]:
+    """ssh to an execution node, then its ansible-runner (`lab_runner`); plain-word arguments may follow."""
+    return ssh_argv(executor, _runner_command(executor, []))
 
 
 class Masters:
@@ -55,10 +125,15 @@ class Masters:
     def __init__(self, hosts: list[Host]):
         self.hosts = list(hosts)
         self.directory = tempfile.mkdtemp(prefix="lab-ssh-")  # short: a socket path must fit 108 bytes
+        self._gates: dict[str, threading.BoundedSemaphore] = {}
+        self._gates_lock = threading.Lock()
 
     def argv(self, host: Host, argv: list[str]) -> list[str]:
-        """`ssh ... -- argv` through this node's master; every argument is quoted for the remote shell."""
-        base = ssh_argv(host, shlex.join(argv))
+        """`ssh ... -- argv` through this node's master; every argument is quoted for the remote shell.
+
+        Behind an execution node: the master is the executor's (shared by its nodes), and the executor keeps
+        one to the node."""
+        base = ssh_argv(host, shlex.join(argv), node_master=True)
         return [base[0], "-o", "ControlMaster=auto", "-o", f"ControlPath={self.directory}/%C",
                 "-o", "ControlPersist=60", *base[1:]]  # a master left behind by a crash exits after 60 s idle
 
@@ -66,12 +141,24 @@ class Masters:
         """Run a command on a node; nothing is left to the remote shell. Raises TimeoutExpired."""
         # stdin is never ssh's: it would read a person's terminal, and OpenSSH leaves the stdin it was given
         # non-blocking (its ControlPersist master keeps it), which breaks the shell and later Ansible runs.
-        return subprocess.run(self.argv(host, argv), capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout)
+        with self._gate(host):
+            return subprocess.run(self.argv(host, argv), capture_output=True, stdin=subprocess.DEVNULL,
+                                  timeout=timeout)
+
+    def _gate(self, host: Host):
+        """Nodes behind one executor share its master: at most VIA_SESSIONS commands at once through it (sshd
+        refuses sessions beyond its MaxSessions, 10 by default, on one connection)."""
+        if host.via is None:
+            return contextlib.nullcontext()
+        with self._gates_lock:
+            return self._gates.setdefault(host.via.name, threading.BoundedSemaphore(VIA_SESSIONS))
 
     def close(self) -> None:
         """Stop every node's master connection (`-O exit`: quick even for a dead node), remove the directory."""
         if os.path.isdir(self.directory) and os.listdir(self.directory):
-            for host in self.hosts:
+            # a node behind an execution node shares its executor's master: each executor once
+            first = {(h.via or h).name: (h.via or h) for h in self.hosts}
+            for host in first.values():
                 base = ssh_argv(host)
                 subprocess.run([base[0], "-o", f"ControlPath={self.directory}/%C", "-O", "exit", *base[1:]],
                                capture_output=True, stdin=subprocess.DEVNULL, timeout=10, check=False)
@@ -122,6 +209,8 @@ def connection(host: Host, timeout: float) -> Connection:
 
 def run_one(host: Host, command: str, timeout: float) -> ExecResult:
     """Run one command on one host; unreachable or slow hosts become an error, never an exception."""
+    if host.via is not None:
+        return _run_via(host, command, timeout)
     try:
         with connection(host, timeout) as conn:
             res = conn.run(command, hide=True, warn=True, timeout=timeout, in_stream=False)
@@ -137,6 +226,22 @@ def run_one(host: Host, command: str, timeout: float) -> ExecResult:
     except Exception as exc:  # invoke's CommandTimedOut and friends
         name = type(exc).__name__
         return ExecResult(host.name, None, error=f"timed out after {timeout:.0f} s" if "Timed" in name else f"{name}: {exc}")
+
+
+def _run_via(host: Host, command: str, timeout: float) -> ExecResult:
+    """run_one for a node behind an execution node: OpenSSH through it (fabric cannot run the inner hop there)."""
+    try:
+        done = subprocess.run(ssh_argv(host, command, connect_timeout=max(1, int(timeout))), capture_output=True,
+                              stdin=subprocess.DEVNULL, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return ExecResult(host.name, None, error=f"timed out after {timeout:.0f} s")
+    stdout, stderr = done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
+    if done.returncode == 255:  # ssh's own failure, on either hop
+        said = " / ".join(line.strip() for line in stderr.splitlines()[-2:] if line.strip())
+        if "host key" in said.lower() or "IDENTIFICATION HAS CHANGED" in said:
+            return ExecResult(host.name, None, error="host key changed: the node's key does not match known_hosts")
+        return ExecResult(host.name, None, error=f"unreachable through executor {host.via.name}: {said[:300]}")
+    return ExecResult(host.name, done.returncode, stdout, stderr)
 
 
 def run_on_hosts(hosts: list[Host], command: str | Callable[[Host], str], timeout: float = 30.0) -> list[ExecResult]:

@@ -14,10 +14,10 @@ from lab.db.session import open_database
 from lab.db.store import SqlStore
 from lab.engine.campaign import Ports, resume_campaign, run_campaign
 from lab.engine.plan import check_campaign_name, plan_campaign
-from lab.executor import AnsibleExecutor
 from lab.node_files import SshAgentFiles
 from lab.power.port import InventoryPower
 from lab.progress import Progress
+from lab.remote_executor import StreamingExecutor, check_executors
 
 
 @app.command("run")
@@ -37,6 +37,7 @@ def run(
     plan = plan_campaign(scenario, inventory, limit)
     if name is not None:
         check_campaign_name(name)  # before the database is opened: a refused run writes nothing
+    check_executors(plan.hosts)  # an execution node without a usable ansible-runner: one line, exit 2, nothing opened
     engine = open_database(db)
     command = shlex.join(["lab", *sys.argv[1:]]) if sys.argv else "lab run"
     with Progress([h.name for h in plan.hosts]) as progress:
@@ -47,9 +48,9 @@ def run(
 
 
 def ports(engine) -> Ports:
-    """The real adapters: Ansible for the nodes, SSH for the agents' files, the database for results, the
-    inventory's power drivers."""
-    return Ports(AnsibleExecutor(), SshAgentFiles, SqlStore(engine), InventoryPower)
+    """The real adapters: Ansible for the nodes (through their execution nodes where the inventory names one),
+    SSH for the agents' files, the database for results, the inventory's power drivers."""
+    return Ports(StreamingExecutor(), SshAgentFiles, SqlStore(engine), InventoryPower)
 
 
 def _print_summary(engine, name: str, as_json: bool) -> None:
@@ -62,7 +63,8 @@ def _print_summary(engine, name: str, as_json: bool) -> None:
         return
     typer.echo(f"campaign {name}: {summary['status']}")
     for r in summary["runs"]:
-        typer.echo(f"  {r['node']:<10} {r['stack']:<12} repeat {r['repeat']}  {r['verdict'] or r['status']:<12} "
+        where = f"{r['node']} via {r['executor']}" if r.get("executor") else r["node"]
+        typer.echo(f"  {where:<10} {r['stack']:<12} repeat {r['repeat']}  {r['verdict'] or r['status']:<12} "
                    f"{r['samples']} samples  {r['error'] or ''}".rstrip())
 
 
@@ -91,7 +93,6 @@ def provision(
     Example:
         lab provision h10-5.3.0 --inventory virtual --clean
     """
-    from lab.ansible import run_playbook
     from lab.inventory import load
 
     from lab.sources import installs_for
@@ -100,16 +101,17 @@ def provision(
     inv = load(inventory)
     hosts = inv.select(limit)
     installs = installs_for(pinned, hosts, str(inv.source))  # a stack no source provides stops here
-    result = run_playbook("provision.yml", inv.source, limit=",".join(h.name for h in hosts), forks=len(hosts),
-                          extravars={"lab_stack": pinned.model_dump(mode="json"), "lab_installs": installs,
-                                     "lab_clean": clean})
+    check_executors(hosts)
+    result = StreamingExecutor().play("provision.yml", inv, [h.name for h in hosts],
+                                      {"lab_stack": pinned.model_dump(mode="json"), "lab_installs": installs,
+                                       "lab_clean": clean})
     failed = result.failed_hosts
     for h in hosts:
         r = result.hosts.get(h.name)
-        state = "failed" if h.name in failed or r is None else ("changed" if r.changed else "ok")
-        msg = "; ".join(r.messages) if r and state == "failed" else ""
+        state = "failed" if h.name in failed or h.name in result.lost or r is None else ("changed" if r.changed else "ok")
+        msg = result.lost.get(h.name) or ("; ".join(r.messages) if r and state == "failed" else "")
         typer.echo(f"{h.name:<10} {pinned.name}: {state} {msg}".rstrip())
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(1 if failed or result.lost else 0)
 
 
 @app.command("resume")

@@ -138,6 +138,7 @@ class Run(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     host_serial: Mapped[str | None] = mapped_column(String(64))  # the Pi this run's HAT sat in
     host_model: Mapped[str | None] = mapped_column(String(128))
+    executor: Mapped[str | None] = mapped_column(String(255))  # the execution node its phases went through
 
     campaign: Mapped[Campaign] = relationship(back_populates="runs")
     unit: Mapped[Unit | None] = relationship()

@@ -32,7 +32,7 @@ def campaign_summary(engine: Engine, ref: str) -> dict:
             .where(Run.campaign_id == campaign.id, Sample.step == "benchmark", Sample.fps.is_not(None))
             .group_by(Sample.run_id)).all())
         runs = [{"index": r.index, "node": r.node, "stack": r.stack.name, "repeat": r.repeat, "status": r.status,
-                 "verdict": r.verdict, "samples": counts.get(r.id, 0), "error": r.error} for r in campaign.runs]
+                 "verdict": r.verdict, "samples": counts.get(r.id, 0), "error": r.error, "executor": r.executor} for r in campaign.runs]
         return {"name": campaign.name, "id": campaign.id, "scenario": campaign.scenario_name,
                 "status": campaign.status, "exit_status": campaign.exit_status,
                 "started_at": campaign.started_at, "finished_at": campaign.finished_at, "runs": runs}

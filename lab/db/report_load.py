@@ -47,17 +47,17 @@ def open_campaign(engine: Engine, ref: str) -> CampaignModel:
         runs: list[RunInfo] = []
         rows = session.execute(
             select(Run.id, Run.index, Run.node, Run.stack_id, Run.repeat, Run.status, Run.verdict, Run.error,
-                   Run.started_at, Run.finished_at, Run.host_serial, Run.host_model, Unit.key, Unit.serial,
+                   Run.started_at, Run.finished_at, Run.host_serial, Run.host_model, Run.executor, Unit.key, Unit.serial,
                    Unit.soc_id, Unit.chip, Unit.board, Unit.identity)
             .outerjoin(Unit, Unit.id == Run.unit_id).where(Run.campaign_id == campaign.id).order_by(Run.index))
         for (rid, index, node, stack_id, repeat, status, verdict, error, started, finished, host_serial, host_model,
-             key, serial, soc_id, chip, board, identity) in rows:
+             executor, key, serial, soc_id, chip, board, identity) in rows:
             key = key or f"node:{node}"
             if key not in units:
                 units[key] = UnitInfo(key, node, serial, soc_id, chip or stacks[stack_id].chip, board,
                                       identity=identity if isinstance(identity, dict) else {})
             runs.append(RunInfo(rid, index, node, key, stack_id, repeat, status, verdict, error, started, finished,
-                                host_serial=host_serial, host_model=host_model))
+                                host_serial=host_serial, host_model=host_model, executor=executor))
         by_id = {r.id: r for r in runs}
         for pid, run_id, index, name, status, boot_id, error, preflight, ready_s in session.execute(
                 select(Phase.id, Phase.run_id, Phase.index, Phase.name, Phase.status, Phase.boot_id, Phase.error,

@@ -54,6 +54,7 @@ class SqlStore:
     def _create(self, plan: Plan, name: str, command_line: str) -> tuple[int, dict[int, int]]:
         loaded = plan.loaded
         run_ids = {}
+        executors = {h.name: h.executor for h in plan.hosts}
         with Session(self.engine) as session, session.begin():
             campaign = Campaign(name=name, scenario_name=loaded.scenario.name, scenario_text=loaded.text,
                                 inventory=str(plan.inventory.source), command_line=command_line,
@@ -64,7 +65,7 @@ class SqlStore:
                 pin = loaded.stacks[spec.stack]
                 stack = get_or_create_stack(session, pin.name, pin.hailort, pin.driver, pin.firmware, pin.chip)
                 run = Run(campaign_id=campaign.id, index=spec.index, node=spec.node, stack_id=stack.id,
-                          repeat=spec.repeat)
+                          repeat=spec.repeat, executor=executors.get(spec.node))
                 session.add(run)
                 session.flush()
                 for i, phase in enumerate(loaded.scenario.phases):

@@ -177,11 +177,12 @@ class MemoryStore:
     def create(self, plan: Plan, name: str, command_line: str) -> tuple[int, dict[int, int]]:
         campaign = MemoryCampaign(len(self.campaigns) + 1, name, plan, command_line)
         run_ids = {}
+        executors = {h.name: h.executor for h in plan.hosts}
         for spec in plan.runs:
             run_id = 100 * campaign.id + spec.index + 1
             run_ids[spec.index] = run_id
             campaign.runs[run_id] = {"index": spec.index, "node": spec.node, "stack": spec.stack,
-                                     "repeat": spec.repeat, "status": "pending", "error": None, "verdict": None,
+                                     "repeat": spec.repeat, "executor": executors.get(spec.node), "status": "pending", "error": None, "verdict": None,
                                      "phases": [{"status": "pending", "error": None, "boot_id": None}
                                                 for _ in plan.phase_names]}
             campaign.records[run_id] = {}

@@ -120,10 +120,11 @@ Effect = RunStarted | PhaseStarted | PhaseClosed | RunFailed | PowerCycled | Cam
 
 @dataclass(frozen=True)
 class NodeResult:
-    """How a node came out of a playbook: ok, failed (a task failed) or unreachable, with its facts."""
+    """How a node came out of a playbook: ok, failed (a task failed), unreachable, or lost (the execution node
+    it runs through died mid-playbook: the node itself is likely fine and still measuring), with its facts."""
 
     node: str
-    outcome: str  # ok | failed | unreachable
+    outcome: str  # ok | failed | unreachable | lost
     why: str = ""
     facts: Mapping[str, Any] = field(default_factory=dict)
 
@@ -231,7 +232,10 @@ class CampaignState:
         phase = run.phases[index]
         if result.outcome == "unreachable":
             self.gone.add(run.node)
-        failure = f"{result.outcome}: {result.why}" if result.outcome != "ok" else self._unread(run, result)
+        # lost: its executor died ("executor X lost: ..."); no power cycle, the node is not gone: what it records
+        # meanwhile is read when the executor answers again (`lab resume`)
+        failure = (result.why if result.outcome == "lost" else f"{result.outcome}: {result.why}"
+                   if result.outcome != "ok" else self._unread(run, result))
         if failure is not None:
             error = f"{phase.name}: {failure}"
             return [self._close(run, index, "infra_error", error, phase.boot_id, announce=True),

@@ -143,6 +143,7 @@ def run_dict(model: CampaignModel, run: RunInfo, finding: RunFinding) -> dict[st
             "phases": [{"index": p.index, "name": p.name, "status": p.status, "boot_id": p.boot_id,
                         "error": p.error, "preflight": p.preflight, "ready_s": p.ready_s} for p in run.phases],
             "host": {"node": run.node, "serial": run.host_serial, "model": run.host_model},
+            "executor": run.executor,
             "power": [asdict(p) for p in run.power],
             "telemetry": telemetry_dict(summarize(run.series.telemetry)) if run.series.telemetry else None,
             "cma": asdict(finding.cma) if finding.cma is not None else None}

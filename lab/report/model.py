@@ -204,6 +204,7 @@ class RunInfo:
     system: dict[str, Any] = field(default_factory=dict)  # installed versions, kernel, DKMS (last phase start)
     host_serial: str | None = None  # the Pi this run's HAT sat in
     host_model: str | None = None
+    executor: str | None = None  # the execution node its phases went through (None: the controller's own)
     power: list[PowerInfo] = field(default_factory=list)  # power cycles, in order
 
 

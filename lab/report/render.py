@@ -30,7 +30,7 @@ def render_text(model: CampaignModel) -> str:
     out += table([[m["unit"], m["chip"]] + [cell["text"] for cell in m["cells"]] + [m["sat_in"]]
                   for m in v["matrix"]], ["unit", "chip"] + v["stack_names"] + ["sat in (Pi, runs)"])
     out += ["", "runs"]
-    out += table([[str(r["index"]), r["unit"], r["node"], r["stack"], str(r["repeat"]), r["verdict"], r["baseline"],
+    out += table([[str(r["index"]), r["unit"], r["where"], r["stack"], str(r["repeat"]), r["verdict"], r["baseline"],
                    r["onset"], r["slope"], r["floor"], r["end"], r["temp"]] for r in v["runs"]],
                  ["#", "unit", "node", "stack", "rep", "verdict", "baseline", "onset", "fps/run", "floor", "end",
                   "temp °C"])

@@ -179,6 +179,8 @@ def run_row(model: CampaignModel, run: RunInfo) -> dict[str, Any]:
     degraded = finding.verdict == "degraded"
     temps = [t for t in run.series.temp if not math.isnan(t)]
     row = {"index": run.index, "node": run.node, "unit": model.units[run.unit_key].label,
+           "executor": run.executor or "",  # the execution node its phases went through ("" for the controller)
+           "where": f"{run.node} via {run.executor}" if run.executor else run.node,
            "pi": host_text(run.node, run.host_serial, run.host_model),
            "stack": model.stacks[run.stack_id].name, "repeat": run.repeat, "verdict": finding.verdict,
            "reason": finding.reason, "benchmarks": len(run.series),

@@ -20,7 +20,7 @@ def run_lab(capsys, *args: str) -> tuple[int, str, str]:
 def test_upgrade_twice(capsys, db_url):
     for _ in range(2):
         status, out, err = run_lab(capsys, "db", "upgrade", "--db", db_url)
-        assert (status, out, err) == (0, f"database {mask_url(db_url)} is at revision 0005 (head)\n", "")
+        assert (status, out, err) == (0, f"database {mask_url(db_url)} is at revision 0006 (head)\n", "")
     engine = make_engine(db_url, where="test")
     assert "sample" in inspect(engine).get_table_names()
     engine.dispose()
@@ -29,11 +29,11 @@ def test_upgrade_twice(capsys, db_url):
 def test_default_and_env_url(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     status, out, _ = run_lab(capsys, "db", "upgrade")
-    assert (status, out) == (0, "database sqlite:///lab.db is at revision 0005 (head)\n")
+    assert (status, out) == (0, "database sqlite:///lab.db is at revision 0006 (head)\n")
     assert (tmp_path / "lab.db").is_file()
     monkeypatch.setenv("LAB_DB", f"sqlite:///{tmp_path}/env.db")
     status, out, _ = run_lab(capsys, "db", "upgrade")
-    assert (status, out) == (0, f"database sqlite:///{tmp_path}/env.db is at revision 0005 (head)\n")
+    assert (status, out) == (0, f"database sqlite:///{tmp_path}/env.db is at revision 0006 (head)\n")
 
 
 def test_invalid_url(capsys):

@@ -17,7 +17,7 @@ def test_upgrade_head_matches_the_models(db_url, tmp_path, monkeypatch):
     engine = make_engine(db_url, where="test")
     try:
         assert current_revision(engine) is None
-        assert upgrade(engine) == head_revision() == "0005"
+        assert upgrade(engine) == head_revision() == "0006"
         assert set(inspect(engine).get_table_names()) == TABLES
         with engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
@@ -30,7 +30,9 @@ def test_upgrade_is_idempotent_and_downgrade_works(db_url):
     engine = make_engine(db_url, where="test")
     try:
         upgrade(engine)
-        assert upgrade(engine) == "0005"
+        assert upgrade(engine) == "0006"
+        assert downgrade(engine, "0005") == "0005"
+        assert "executor" not in {c["name"] for c in inspect(engine).get_columns("run")}
         assert downgrade(engine, "0004") == "0004"
         assert "power_event" not in inspect(engine).get_table_names()
         assert downgrade(engine, "0003") == "0003"
@@ -40,11 +42,11 @@ def test_upgrade_is_idempotent_and_downgrade_works(db_url):
         assert "chip_throttling" not in {c["name"] for c in inspect(engine).get_columns("sample")}
         assert downgrade(engine, "0001") == "0001"
         assert "settings" not in {c["name"] for c in inspect(engine).get_columns("campaign")}
-        assert upgrade(engine) == "0005"
+        assert upgrade(engine) == "0006"
         assert "chip_throttling" in {c["name"] for c in inspect(engine).get_columns("sample")}
         assert downgrade(engine, "base") is None
         assert set(inspect(engine).get_table_names()) == {"alembic_version"}
-        assert upgrade(engine) == "0005"
+        assert upgrade(engine) == "0006"
     finally:
         engine.dispose()
 
@@ -56,7 +58,8 @@ def test_migrations_are_packaged_with_lab():
     assert (session.MIGRATIONS / "env.py").is_file()
     assert (session.MIGRATIONS / "script.py.mako").is_file()
     assert sorted(p.name for p in (session.MIGRATIONS / "versions").glob("0*.py")) == ["0001_initial.py", "0002_campaign_settings.py",
-                                                                                      "0003_chip_throttling.py", "0004_measuring.py", "0005_power_events.py"]
+                                                                                      "0003_chip_throttling.py", "0004_measuring.py", "0005_power_events.py",
+                                                                                      "0006_run_executor.py"]
 
 
 def test_a_database_from_a_newer_lab_is_refused(tmp_path):
