@@ -4,6 +4,13 @@
     lab_hold.py hold CAMPAIGN STATE_FILE   hold the kernel, firmware and DKMS packages; mask apt's timers and
                                            unattended-upgrades; note in STATE_FILE what this changed
     lab_hold.py release STATE_FILE         undo exactly what STATE_FILE says was changed, then remove it
+    lab_hold.py lock CAMPAIGN WORKDIR OWNER STATE_FILE [DIR...]
+                                           take the node's lab lock WORKDIR/lock for CAMPAIGN (mkdir is atomic);
+                                           if CAMPAIGN holds it: create WORKDIR/CAMPAIGN (OWNER's, 0700) and each
+                                           DIR (root's, 0755), then hold; prints the holder too
+    lab_hold.py unlock CAMPAIGN WORKDIR STATE_FILE
+                                           if CAMPAIGN holds the lock and no agent of it still runs a phase:
+                                           release, then remove the lock; prints whether it did
 
 A kernel upgrade mid-campaign (unattended-upgrades, the apt timers) changes the system under test and,
 without DKMS, removes the Hailo module at the next boot; the campaign's reboots would bring the timers
@@ -15,9 +22,12 @@ runs it). Prints one JSON line: {"changed": bool, "held": [...], "masked": [...]
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pwd
 import re
+import shutil
 import subprocess
 import sys
 
@@ -106,12 +116,90 @@ def release(state_file: str) -> dict:
     return {"changed": True, "held": state["held"], "masked": state["masked"]}
 
 
+def lock_holder(workdir: str) -> str:
+    """The campaign named in the node's lock ("" when there is no lock)."""
+    try:
+        with open(os.path.join(workdir, "lock", "campaign")) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def make_dir(path: str, uid: int, gid: int, mode: int) -> None:
+    """A directory (and its parents) with this owner and mode, also when it exists already."""
+    os.makedirs(path, exist_ok=True)
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
+
+
+def user_id(user: str) -> int:
+    """A login name's (or a numeric) uid."""
+    return int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
+
+
+def lock(campaign: str, workdir: str, owner: str, state_file: str, dirs: list) -> dict:
+    """Take the node for a campaign (prepare.yml): the lock, the campaign's directory, the hold.
+
+    One process instead of one Ansible task each (every task is a module run on every node at once): the
+    lock is taken only if nobody holds it (a resumed campaign finds its own), and nothing else is touched
+    on a node another campaign holds.
+    """
+    make_dir(workdir, 0, 0, 0o755)
+    path = os.path.join(workdir, "lock")
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass  # held already: by this campaign (resume) or another, as its campaign file says
+    else:
+        with open(os.path.join(path, "campaign"), "w") as f:
+            f.write(campaign + "\n")
+    holder = lock_holder(workdir)
+    if holder != campaign:
+        return {"changed": False, "holder": holder, "held": [], "masked": []}
+    # The controller reads records and artifacts as the login user: the campaign's directory is that user's.
+    make_dir(os.path.join(workdir, campaign), user_id(owner), -1, 0o700)
+    for directory in dirs:
+        make_dir(directory, 0, 0, 0o755)
+    return dict(hold(campaign, state_file), holder=holder)
+
+
+def agent_idle(path: str) -> bool:
+    """No agent holds its phase lock at `path` (none ever ran there if it is missing), as `flock --nonblock`."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing drops the lock taken here
+
+
+def unlock(campaign: str, workdir: str, state_file: str) -> dict:
+    """Give the node back after a campaign (release.yml), unless another campaign holds it or an agent of
+    this one still runs a phase (a node back from a freeze): then it stays locked."""
+    if lock_holder(workdir) != campaign or not agent_idle(os.path.join(workdir, campaign, "agent.lock")):
+        return {"changed": False, "released": False, "held": [], "masked": []}
+    result = release(state_file)
+    shutil.rmtree(os.path.join(workdir, "lock"))
+    return dict(result, changed=True, released=True)
+
+
 def main(argv: list) -> int:
-    """Command line: hold CAMPAIGN STATE_FILE | release STATE_FILE."""
+    """Command line: hold CAMPAIGN STATE_FILE | release STATE_FILE | lock ... | unlock ..."""
     if len(argv) == 3 and argv[0] == "hold":
         result = hold(argv[1], argv[2])
     elif len(argv) == 2 and argv[0] == "release":
         result = release(argv[1])
+    elif len(argv) >= 5 and argv[0] == "lock":
+        result = lock(argv[1], argv[2], argv[3], argv[4], argv[5:])
+    elif len(argv) == 4 and argv[0] == "unlock":
+        result = unlock(argv[1], argv[2], argv[3])
     else:
         print(__doc__, file=sys.stderr)
         return 2
