@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import hashlib
 from collections.abc import Mapping
 
 from lab.ansible import PlaybookResult, run_playbook
@@ -40,8 +41,11 @@ class AnsibleExecutor:
     """Runs lab's playbooks through ansible-runner on the plan's inventory, one fork per node."""
 
     def prepare(self, plan: Plan, campaign: str, nodes: list[str]) -> dict[str, NodeResult]:
+        bundle = build_bundle()
         result = run_playbook("prepare.yml", plan.inventory.source,
-                              extravars={"lab_campaign": campaign, "lab_agent_bundle": str(build_bundle()),
+                              extravars={"lab_campaign": campaign, "lab_agent_bundle": str(bundle),
+                                         # a node with this very agent is not sent it again
+                                         "lab_agent_bundle_sha256": hashlib.sha256(bundle.read_bytes()).hexdigest(),
                                          "lab_controller_user": getpass.getuser(),
                                          "lab_models": {n: {"src": str(m.path), "dest": m.node_path, "sha256": m.sha256}
                                                         for n, m in plan.models.items()}},

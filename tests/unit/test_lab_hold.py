@@ -3,6 +3,7 @@ back exactly what it changed, also when the campaign crashed and `lab resume` re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -107,14 +108,19 @@ def test_release_gives_back_exactly_what_was_changed(node):
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="lock gives directories to root, as on a node")
 
 
-def lock(node: Path, campaign: str, *dirs: str) -> dict:
-    return lab_hold("lock", campaign, str(node / "wd"), str(os.getuid()), str(node / "wd" / "hold.json"), *dirs)
+def lock(node: Path, campaign: str, *dirs: str, files: tuple = ()) -> dict:
+    return lab_hold("lock", campaign, str(node / "wd"), str(os.getuid()), str(node / "wd" / "hold.json"),
+                    json.dumps({"dirs": list(dirs), "files": list(files)}))
 
 
 @needs_root
 def test_lock_takes_a_free_node_then_makes_the_campaigns_directories_and_holds(node):
-    got = lock(node, "c1", str(node / "opt" / "agent"), str(node / "models" / "abc"))
+    (node / "m.hef").write_bytes(b"weights")
+    got = lock(node, "c1", str(node / "opt" / "agent"), str(node / "models" / "abc"),
+               files=(str(node / "m.hef"), str(node / "missing.hef")))
     assert got["holder"] == "c1" and got["changed"] is True and got["held"]
+    # what prepare.yml then copies: only what is missing or different
+    assert got["sha256"] == {str(node / "m.hef"): hashlib.sha256(b"weights").hexdigest(), str(node / "missing.hef"): None}
     assert (node / "wd" / "lock" / "campaign").read_text() == "c1\n"
     assert oct((node / "wd" / "c1").stat().st_mode & 0o777) == "0o700"
     assert oct((node / "wd").stat().st_mode & 0o777) == oct((node / "models" / "abc").stat().st_mode & 0o777) == "0o755"
@@ -128,7 +134,7 @@ def test_lock_held_by_another_campaign_names_it_and_touches_nothing(node):
     lock(node, "c0")
     (node / "log").write_text("")
     got = lock(node, "c1", str(node / "models" / "abc"))
-    assert got == {"changed": False, "holder": "c0", "held": [], "masked": []}
+    assert got == {"changed": False, "holder": "c0", "held": [], "masked": [], "sha256": {}}
     assert not (node / "wd" / "c1").exists() and not (node / "models").exists()
     assert (node / "log").read_text() == ""  # no hold, no mask
 

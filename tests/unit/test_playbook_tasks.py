@@ -43,14 +43,23 @@ def inventory(tmp_path: Path, hosts: list[str]) -> Path:
     return path
 
 
-def run(playbook: str, inv: Path, extravars: dict) -> tuple[dict, dict[str, int]]:
-    """The per-host results, and how many tasks each host queued (ansible-runner's runner_on_start events)."""
+# actions that run on the controller only (no connection to the node, no module run there)
+LOCAL = {f"{prefix}{name}" for prefix in ("", "ansible.builtin.")
+         for name in ("set_fact", "assert", "fail", "include_tasks", "include_role")}
+
+
+def run(playbook: str, inv: Path, extravars: dict, remote: dict | None = None) -> tuple[dict, dict[str, int]]:
+    """The per-host results, and how many tasks each host queued (ansible-runner's runner_on_start events);
+    `remote` counts per host the tasks that ran a module on the node (not skipped, not controller-only)."""
     started: dict[str, int] = {}
 
     def count(event: dict) -> None:
+        data = event.get("event_data") or {}
         if event.get("event") == "runner_on_start":
-            host = event["event_data"]["host"]
-            started[host] = started.get(host, 0) + 1
+            started[data["host"]] = started.get(data["host"], 0) + 1
+        elif event.get("event") in ("runner_on_ok", "runner_on_failed") and remote is not None \
+                and data.get("task_action") not in LOCAL:
+            remote[data["host"]] = remote.get(data["host"], 0) + 1
 
     result = run_playbook(playbook, inv, extravars={"ansible_become": False, **extravars}, event_handler=count)
     return result.hosts, started
@@ -95,6 +104,7 @@ def test_prepare_and_release_lock_refuse_and_give_back(tmp_path, monkeypatch):
     common = {"lab_agent_dir": str(tmp_path / "opt"), "lab_agent_workdir": str(wd),
               "lab_hold_state_file": str(wd / "hold.json"), "lab_controller_user": str(os.getuid()),
               "lab_agent_bundle": str(tmp_path / "agent.pyz"),
+              "lab_agent_bundle_sha256": hashlib.sha256(AGENT.encode()).hexdigest(),
               "lab_models": {"m.hef": {"src": str(model), "dest": str(tmp_path / "models" / "abc" / "m.hef"),
                                        "sha256": hashlib.sha256(b"weights").hexdigest()}}}
     (tmp_path / "agent.pyz").write_text(AGENT)
@@ -105,6 +115,12 @@ def test_prepare_and_release_lock_refuse_and_give_back(tmp_path, monkeypatch):
     assert (tmp_path / "opt" / "lab-agent.pyz").exists() and (tmp_path / "models" / "abc" / "m.hef").exists()
     assert oct((wd / "c1").stat().st_mode & 0o777) == "0o700" and (wd / "hold.json").exists()
     assert started["n1"] <= 8  # lock+hold, holder, refuse, bundle check, agent, model copy, its checksum, check
+
+    remote: dict[str, int] = {}  # `lab resume`, or the next campaign: the agent and the model are in place
+    (tmp_path / "opt" / "lab-agent.pyz").chmod(0o600)
+    hosts, _ = run("prepare.yml", inv, {"lab_campaign": "c1", **common}, remote)
+    assert not hosts["n1"].failed and remote == {"n1": 1}  # the lock alone
+    assert oct((tmp_path / "opt" / "lab-agent.pyz").stat().st_mode & 0o777) == "0o755"  # as a copy would leave it
 
     hosts, started = run("prepare.yml", inv, {"lab_campaign": "c2", **common})
     assert hosts["n1"].facts == {"lab_lock_holder": "c1"}

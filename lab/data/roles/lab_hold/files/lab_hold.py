@@ -4,10 +4,13 @@
     lab_hold.py hold CAMPAIGN STATE_FILE   hold the kernel, firmware and DKMS packages; mask apt's timers and
                                            unattended-upgrades; note in STATE_FILE what this changed
     lab_hold.py release STATE_FILE         undo exactly what STATE_FILE says was changed, then remove it
-    lab_hold.py lock CAMPAIGN WORKDIR OWNER STATE_FILE [DIR...]
+    lab_hold.py lock CAMPAIGN WORKDIR OWNER STATE_FILE NEEDS_JSON
                                            take the node's lab lock WORKDIR/lock for CAMPAIGN (mkdir is atomic);
-                                           if CAMPAIGN holds it: create WORKDIR/CAMPAIGN (OWNER's, 0700) and each
-                                           DIR (root's, 0755), then hold; prints the holder too
+                                           if CAMPAIGN holds it: create WORKDIR/CAMPAIGN (OWNER's, 0700) and the
+                                           directories NEEDS_JSON["dirs"] (root's, 0755), hold, and give the
+                                           sha256 of each file NEEDS_JSON["files"] names (null: missing); a
+                                           file in NEEDS_JSON["root_files"] is made root's, 0755 first;
+                                           prints the holder too
     lab_hold.py unlock CAMPAIGN WORKDIR STATE_FILE
                                            if CAMPAIGN holds the lock and no agent of it still runs a phase:
                                            release, then remove the lock; prints whether it did
@@ -23,6 +26,7 @@ runs it). Prints one JSON line: {"changed": bool, "held": [...], "masked": [...]
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import pwd
@@ -137,12 +141,24 @@ def user_id(user: str) -> int:
     return int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
 
 
-def lock(campaign: str, workdir: str, owner: str, state_file: str, dirs: list) -> dict:
+def sha256(path: str):
+    """A file's sha256 (None if there is no such file)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        return None
+    return digest.hexdigest()
+
+
+def lock(campaign: str, workdir: str, owner: str, state_file: str, needs: dict) -> dict:
     """Take the node for a campaign (prepare.yml): the lock, the campaign's directory, the hold.
 
     One process instead of one Ansible task each (every task is a module run on every node at once): the
     lock is taken only if nobody holds it (a resumed campaign finds its own), and nothing else is touched
-    on a node another campaign holds.
+    on a node another campaign holds. The checksums let prepare.yml copy only what is missing or different.
     """
     make_dir(workdir, 0, 0, 0o755)
     path = os.path.join(workdir, "lock")
@@ -155,12 +171,17 @@ def lock(campaign: str, workdir: str, owner: str, state_file: str, dirs: list) -
             f.write(campaign + "\n")
     holder = lock_holder(workdir)
     if holder != campaign:
-        return {"changed": False, "holder": holder, "held": [], "masked": []}
+        return {"changed": False, "holder": holder, "held": [], "masked": [], "sha256": {}}
     # The controller reads records and artifacts as the login user: the campaign's directory is that user's.
     make_dir(os.path.join(workdir, campaign), user_id(owner), -1, 0o700)
-    for directory in dirs:
+    for directory in needs.get("dirs", ()):
         make_dir(directory, 0, 0, 0o755)
-    return dict(hold(campaign, state_file), holder=holder)
+    for path in needs.get("root_files", ()):
+        if os.path.isfile(path):  # what a copy with owner root, mode 0755 would leave if the content matches
+            os.chown(path, 0, 0)
+            os.chmod(path, 0o755)
+    sums = {path: sha256(path) for path in needs.get("files", ())}
+    return dict(hold(campaign, state_file), holder=holder, sha256=sums)
 
 
 def agent_idle(path: str) -> bool:
@@ -196,8 +217,8 @@ def main(argv: list) -> int:
         result = hold(argv[1], argv[2])
     elif len(argv) == 2 and argv[0] == "release":
         result = release(argv[1])
-    elif len(argv) >= 5 and argv[0] == "lock":
-        result = lock(argv[1], argv[2], argv[3], argv[4], argv[5:])
+    elif len(argv) == 6 and argv[0] == "lock":
+        result = lock(argv[1], argv[2], argv[3], argv[4], json.loads(argv[5]))
     elif len(argv) == 4 and argv[0] == "unlock":
         result = unlock(argv[1], argv[2], argv[3])
     else:
