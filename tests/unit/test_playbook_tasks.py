@@ -74,7 +74,13 @@ def test_phase_results_facts_and_failure_messages(tmp_path):
     (tmp_path / "agent").mkdir()
     (tmp_path / "agent" / "lab-agent.pyz").write_text(AGENT)
     (tmp_path / "wd" / "c1").mkdir(parents=True)
-    specs = {"ok1": spec("r1"), "rc3": spec("r2", rc=3), "slow": spec("r3", sleep=30), "nosteps": spec("r4", steps=0)}
+    (tmp_path / "m1.hef").write_bytes(b"one")
+    (tmp_path / "m 2.hef").write_bytes(b"two")  # a path the node's shell must get quoted
+    one, two = hashlib.sha256(b"one").hexdigest(), hashlib.sha256(b"two").hexdigest()
+    good = {str(tmp_path / "m1.hef"): one, str(tmp_path / "m 2.hef"): two}
+    bad = {str(tmp_path / "m1.hef"): one, str(tmp_path / "m 2.hef"): "0" * 64, str(tmp_path / "gone.hef"): "1" * 64}
+    specs = {"ok1": spec("r1"), "rc3": spec("r2", rc=3), "slow": spec("r3", sleep=30), "nosteps": spec("r4", steps=0),
+             "okm": dict(spec("r5"), models=good), "badm": dict(spec("r6"), models=bad)}
     hosts, started = run("phase.yml", inventory(tmp_path, list(specs)), {
         "lab_campaign": "c1", "lab_phase_specs": specs, "lab_agent_dir": str(tmp_path / "agent"),
         "lab_agent_workdir": str(tmp_path / "wd"), "lab_wait_seconds": 2})
@@ -84,6 +90,12 @@ def test_phase_results_facts_and_failure_messages(tmp_path):
     # async_status's words, under its task's name, as the engine has always reported them
     assert hosts["rc3"].messages == ["Wait for the phase's steps to finish: non-zero return code"]
     assert hosts["slow"].messages == ["Wait for the phase's steps to finish: Timeout exceeded"]
+    assert not hosts["okm"].failed and hosts["okm"].facts["lab_agent_last_seq"] == 7
+    said = (f"model m 2.hef on badm does not match the controller's (sha256 {two} at {tmp_path}/m 2.hef, the "
+            f"controller's is {'0' * 64}); model gone.hef on badm does not match the controller's (sha256 none: the "
+            f"file is missing at {tmp_path}/gone.hef, the controller's is {'1' * 64})")
+    assert hosts["badm"].messages == [f"Check the models this phase uses: {said[:400]}"]  # lab.ansible keeps 400
+    assert not (tmp_path / "wd" / "c1" / "phase-r6-0.json").exists()  # a node with a wrong model never starts
     assert (tmp_path / "wd" / "c1" / "phase-r1-0.json").exists()  # the agent wrote the spec it read on stdin
     # include (skipped), 2 model checks (no models), start, wait, failure check, boot read (skipped), facts
     assert started["ok1"] <= 8 and started["nosteps"] <= 8
