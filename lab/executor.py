@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import hashlib
 from collections.abc import Mapping
 
 from lab.ansible import PlaybookResult, run_playbook
@@ -50,12 +51,15 @@ class AnsibleExecutor:
                             forks=max(1, len(nodes)))
 
     def prepare(self, plan: Plan, campaign: str, nodes: list[str]) -> dict[str, NodeResult]:
+        bundle = build_bundle()
         result = self.play("prepare.yml", plan.inventory, nodes,
-                              extravars={"lab_campaign": campaign, "lab_agent_bundle": str(build_bundle()),
-                                         "lab_controller_user": getpass.getuser(),
-                                         "lab_controller": controller_name(),  # written into each lock taken
-                                         "lab_models": {n: {"src": str(m.path), "dest": m.node_path, "sha256": m.sha256}
-                                                        for n, m in plan.models.items()}})
+                           extravars={"lab_campaign": campaign, "lab_agent_bundle": str(bundle),
+                                      # a node with this very agent is not sent it again
+                                      "lab_agent_bundle_sha256": hashlib.sha256(bundle.read_bytes()).hexdigest(),
+                                      "lab_controller_user": getpass.getuser(),
+                                      "lab_controller": controller_name(),  # written into each lock taken
+                                      "lab_models": {n: {"src": str(m.path), "dest": m.node_path, "sha256": m.sha256}
+                                                     for n, m in plan.models.items()}})
         out = node_results(result, nodes)
         # prepare never reaching a node is "not reached", as a person reads it in `lab run`'s summary
         return {n: NodeResult(n, r.outcome, "not reached", r.facts) if n not in result.hosts and n not in result.lost else r
@@ -64,7 +68,7 @@ class AnsibleExecutor:
     def run_phase(self, plan: Plan, campaign: str, specs: Mapping[str, dict]) -> dict[str, NodeResult]:
         nodes = list(specs)
         result = self.play("phase.yml", plan.inventory, nodes,
-                              extravars={"lab_campaign": campaign, "lab_phase_specs": dict(specs)})
+                           extravars={"lab_campaign": campaign, "lab_phase_specs": dict(specs)})
         return node_results(result, nodes)
 
     def release(self, plan: Plan, campaign: str, nodes: list[str]) -> None:

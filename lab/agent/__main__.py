@@ -1,4 +1,4 @@
-"""`python3 -m lab.agent run SPEC.json`: run one phase on this node (what the lab_agent role deploys)."""
+"""`python3 -m lab.agent run SPEC.json [--spec-stdin]`: run one phase on this node (what the lab_agent role deploys)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 
 from lab.contract import AgentSpec, ContractError
 
-from .records import RecordLog
+from .records import RecordLog, node_facts
 from .steps import Agent
 
 
@@ -20,9 +20,15 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one phase")
     run.add_argument("spec")
+    run.add_argument("--spec-stdin", action="store_true",
+                     help="read the spec from stdin and write it to SPEC first (one Ansible task, not two)")
     args = parser.parse_args(argv)
-    with open(args.spec) as fh:
-        data = json.load(fh)
+    if args.spec_stdin:
+        data = json.load(sys.stdin)
+        write_spec(args.spec, data)
+    else:
+        with open(args.spec) as fh:
+            data = json.load(fh)
     try:
         spec = AgentSpec.from_json(data)
     except ContractError as exc:  # a controller and agent of different versions: say which field, not a traceback
@@ -39,8 +45,21 @@ def main(argv=None) -> int:
         status = agent.run_phase()
     finally:
         log.close()
-    print(json.dumps({"phase": spec.phase, "status": status, "last_seq": log.seq}))
+    # boot_id: the boot the phase ended in, read by the controller from this line (no extra Ansible task)
+    print(json.dumps({"phase": spec.phase, "status": status, "last_seq": log.seq, "boot_id": node_facts()["boot_id"]}))
     return 0
+
+
+def write_spec(path: str, data: dict) -> None:
+    """The spec as the controller sent it, kept beside the records (root's only, 0600), replaced atomically."""
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)  # a leftover .tmp of another mode is narrowed too
+        json.dump(data, fh, indent=4, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.rename(tmp, path)
 
 
 if __name__ == "__main__":

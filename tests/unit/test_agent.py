@@ -80,6 +80,23 @@ def test_benchmark_records_every_run_with_artifacts(node):
     assert oct((node / "artifacts" / art["artifact"]).stat().st_mode & 0o777) == "0o600"
 
 
+def test_spec_on_stdin_is_kept_beside_the_records_and_the_last_line_names_the_boot(node):
+    """phase.yml starts the agent with its spec on stdin (one task, not a copy and a start): the agent writes
+    it where a copied spec was (root's only), runs it, and ends with the boot the phase ended in."""
+    spec = {"campaign": "c1", "run_key": "7", "phase": "soak", "phase_index": 1, "time_scale": 0.001,
+            "chip": "hailo10h", "steps": [{"kind": "benchmark", "hef": "resnet.hef", "runs": 2, "time_to_run": 15}],
+            "hef_dirs": [str(node)], **kernel_spec(node)}
+    path = node / "phase-7-1.json"
+    proc = subprocess.run([sys.executable, str(build_bundle(node.parent / "cache")), "run", str(path), "--spec-stdin"],
+                          input=json.dumps(spec) + "\n", capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["status"] == "ok" and out["last_seq"] == 6
+    assert out["boot_id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert json.loads(path.read_text()) == spec and oct(path.stat().st_mode & 0o777) == "0o600"
+    assert [r["run"] for r in records(node) if r["kind"] == "sample"] == [1, 2]
+
+
 def test_two_runs_on_one_node_keep_their_own_artifacts(node):
     """A node that runs two stacks runs phases of the same name twice; the second must not overwrite the first."""
     run_agent(node, [{"kind": "benchmark", "hef": "resnet.hef", "runs": 1, "time_to_run": 15}], run_key="7")

@@ -3,7 +3,9 @@ back exactly what it changed, also when the campaign crashed and `lab resume` re
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import os
 import subprocess
 import sys
@@ -100,3 +102,66 @@ def test_release_gives_back_exactly_what_was_changed(node):
     assert calls(node, "unmask") == ["systemctl unmask apt-daily.timer", "systemctl unmask unattended-upgrades.service"]
     assert calls(node, "start") == ["systemctl start apt-daily.timer"]
     assert lab_hold("release", str(state)) == {"changed": False, "held": [], "masked": []}
+
+
+# ---- lock / unlock: prepare.yml's and release.yml's one module run per node ----
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="lock gives directories to root, as on a node")
+
+
+def lock(node: Path, campaign: str, *dirs: str, files: tuple = (), controller: str = "ci@ctl pid 7") -> dict:
+    return lab_hold("lock", campaign, str(node / "wd"), str(os.getuid()), str(node / "wd" / "hold.json"),
+                    json.dumps({"dirs": list(dirs), "files": list(files)}), controller)
+
+
+@needs_root
+def test_lock_takes_a_free_node_then_makes_the_campaigns_directories_and_holds(node):
+    (node / "m.hef").write_bytes(b"weights")
+    got = lock(node, "c1", str(node / "opt" / "agent"), str(node / "models" / "abc"),
+               files=(str(node / "m.hef"), str(node / "missing.hef")))
+    assert got["holder"] == "c1" and got["changed"] is True and got["held"]
+    # what prepare.yml then copies: only what is missing or different
+    assert got["sha256"] == {str(node / "m.hef"): hashlib.sha256(b"weights").hexdigest(), str(node / "missing.hef"): None}
+    first, second = (node / "wd" / "lock" / "campaign").read_text().splitlines()
+    assert first == "c1" and re.fullmatch(r"ci@ctl pid 7 since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", second)
+    assert got["controller"] == second
+    assert oct((node / "wd" / "c1").stat().st_mode & 0o777) == "0o700"
+    assert oct((node / "wd").stat().st_mode & 0o777) == oct((node / "models" / "abc").stat().st_mode & 0o777) == "0o755"
+    assert (node / "opt" / "agent").is_dir() and calls(node, "hold")
+    again = lock(node, "c1")  # `lab resume` prepares again: its own lock, what to give back unchanged
+    assert again["holder"] == "c1" and again["changed"] is False and again["held"] == got["held"]
+
+
+@needs_root
+def test_lock_held_by_another_campaign_names_it_and_touches_nothing(node):
+    lock(node, "c0", controller="a@rack1 pid 12")
+    (node / "log").write_text("")
+    got = lock(node, "c1", str(node / "models" / "abc"), controller="b@rack2 pid 34")
+    assert got.pop("controller").startswith("a@rack1 pid 12 since ")  # the holder's controller, not this one
+    assert got == {"changed": False, "holder": "c0", "held": [], "masked": [], "sha256": {}}
+    assert not (node / "wd" / "c1").exists() and not (node / "models").exists()
+    assert (node / "log").read_text() == ""  # no hold, no mask
+
+
+@needs_root
+def test_a_lock_of_an_older_lab_names_its_campaign_only(node):
+    (node / "wd" / "lock").mkdir(parents=True)
+    (node / "wd" / "lock" / "campaign").write_text("c0\n")
+    got = lock(node, "c1")
+    assert got["holder"] == "c0" and got["controller"] == ""
+    assert lab_hold("unlock", "c0", str(node / "wd"), str(node / "wd" / "hold.json"))["released"] is True
+
+
+@needs_root
+def test_unlock_releases_only_this_campaigns_idle_node(node):
+    import fcntl
+    lock(node, "c1")
+    assert lab_hold("unlock", "c2", str(node / "wd"), str(node / "wd" / "hold.json"))["released"] is False
+    with open(node / "wd" / "c1" / "agent.lock", "w") as agent:  # an agent still runs a phase of c1
+        fcntl.flock(agent, fcntl.LOCK_EX)
+        assert lab_hold("unlock", "c1", str(node / "wd"), str(node / "wd" / "hold.json"))["released"] is False
+    assert (node / "wd" / "lock").exists() and (node / "wd" / "hold.json").exists()
+    got = lab_hold("unlock", "c1", str(node / "wd"), str(node / "wd" / "hold.json"))
+    assert got["released"] is True and calls(node, "unhold")
+    assert not (node / "wd" / "lock").exists() and not (node / "wd" / "hold.json").exists()
+    assert lab_hold("unlock", "c1", str(node / "wd"), str(node / "wd" / "hold.json"))["released"] is False

@@ -4,6 +4,17 @@
     lab_hold.py hold CAMPAIGN STATE_FILE   hold the kernel, firmware and DKMS packages; mask apt's timers and
                                            unattended-upgrades; note in STATE_FILE what this changed
     lab_hold.py release STATE_FILE         undo exactly what STATE_FILE says was changed, then remove it
+    lab_hold.py lock CAMPAIGN WORKDIR OWNER STATE_FILE NEEDS_JSON CONTROLLER
+                                           take the node's lab lock WORKDIR/lock for CAMPAIGN (mkdir is atomic),
+                                           naming CONTROLLER (user@host pid N) and the time it was taken;
+                                           if CAMPAIGN holds it: create WORKDIR/CAMPAIGN (OWNER's, 0700) and the
+                                           directories NEEDS_JSON["dirs"] (root's, 0755), hold, and give the
+                                           sha256 of each file NEEDS_JSON["files"] names (null: missing); a
+                                           file in NEEDS_JSON["root_files"] is made root's, 0755 first;
+                                           prints the holder and its controller too
+    lab_hold.py unlock CAMPAIGN WORKDIR STATE_FILE
+                                           if CAMPAIGN holds the lock and no agent of it still runs a phase:
+                                           release, then remove the lock; prints whether it did
 
 A kernel upgrade mid-campaign (unattended-upgrades, the apt timers) changes the system under test and,
 without DKMS, removes the Hailo module at the next boot; the campaign's reboots would bring the timers
@@ -15,11 +26,16 @@ runs it). Prints one JSON line: {"changed": bool, "held": [...], "masked": [...]
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
+import pwd
 import re
+import shutil
 import subprocess
 import sys
+import time
 
 # Kernel, boot firmware and DKMS (Raspberry Pi OS names; whichever are installed are held). The Hailo
 # packages are the hailo_stack role's: it holds each stack it installs, campaign or not.
@@ -106,12 +122,117 @@ def release(state_file: str) -> dict:
     return {"changed": True, "held": state["held"], "masked": state["masked"]}
 
 
+def lock_lines(workdir: str) -> list:
+    """The lines of the node's lock file: the campaign, then who took the lock and when ([] when unlocked)."""
+    try:
+        with open(os.path.join(workdir, "lock", "campaign")) as f:
+            return f.read().splitlines()
+    except OSError:
+        return []
+
+
+def lock_holder(workdir: str) -> str:
+    """The campaign named in the node's lock ("" when there is no lock); a lock of an older lab has only it."""
+    lines = lock_lines(workdir)
+    return lines[0].strip() if lines else ""
+
+
+def make_dir(path: str, uid: int, gid: int, mode: int) -> None:
+    """A directory (and its parents) with this owner and mode, also when it exists already."""
+    os.makedirs(path, exist_ok=True)
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
+
+
+def user_id(user: str) -> int:
+    """A login name's (or a numeric) uid."""
+    return int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
+
+
+def sha256(path: str):
+    """A file's sha256 (None if there is no such file)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        return None
+    return digest.hexdigest()
+
+
+def lock(campaign: str, workdir: str, owner: str, state_file: str, needs: dict, controller: str) -> dict:
+    """Take the node for a campaign (prepare.yml): the lock, the campaign's directory, the hold.
+
+    One process instead of one Ansible task each (every task is a module run on every node at once): the
+    lock is taken only if nobody holds it (a resumed campaign finds its own), and nothing else is touched
+    on a node another campaign holds. The checksums let prepare.yml copy only what is missing or different.
+    """
+    make_dir(workdir, 0, 0, 0o755)
+    path = os.path.join(workdir, "lock")
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass  # held already: by this campaign (resume) or another, as its campaign file says
+    else:
+        # a campaign refused here, from any controller, can name who holds the node and since when
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with open(os.path.join(path, "campaign"), "w") as f:
+            f.write(f"{campaign}\n{controller} since {since}\n")
+    lines = lock_lines(workdir)
+    holder = lines[0].strip() if lines else ""
+    taken_by = " ".join(line.strip() for line in lines[1:]).strip()
+    if holder != campaign:
+        return {"changed": False, "holder": holder, "controller": taken_by, "held": [], "masked": [], "sha256": {}}
+    # The controller reads records and artifacts as the login user: the campaign's directory is that user's.
+    make_dir(os.path.join(workdir, campaign), user_id(owner), -1, 0o700)
+    for directory in needs.get("dirs", ()):
+        make_dir(directory, 0, 0, 0o755)
+    for path in needs.get("root_files", ()):
+        if os.path.isfile(path):  # what a copy with owner root, mode 0755 would leave if the content matches
+            os.chown(path, 0, 0)
+            os.chmod(path, 0o755)
+    sums = {path: sha256(path) for path in needs.get("files", ())}
+    return dict(hold(campaign, state_file), holder=holder, controller=taken_by, sha256=sums)
+
+
+def agent_idle(path: str) -> bool:
+    """No agent holds its phase lock at `path` (none ever ran there if it is missing), as `flock --nonblock`."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing drops the lock taken here
+
+
+def unlock(campaign: str, workdir: str, state_file: str) -> dict:
+    """Give the node back after a campaign (release.yml), unless another campaign holds it or an agent of
+    this one still runs a phase (a node back from a freeze): then it stays locked."""
+    if lock_holder(workdir) != campaign or not agent_idle(os.path.join(workdir, campaign, "agent.lock")):
+        return {"changed": False, "released": False, "held": [], "masked": []}
+    result = release(state_file)
+    shutil.rmtree(os.path.join(workdir, "lock"))
+    return dict(result, changed=True, released=True)
+
+
 def main(argv: list) -> int:
-    """Command line: hold CAMPAIGN STATE_FILE | release STATE_FILE."""
+    """Command line: hold CAMPAIGN STATE_FILE | release STATE_FILE | lock ... | unlock ..."""
     if len(argv) == 3 and argv[0] == "hold":
         result = hold(argv[1], argv[2])
     elif len(argv) == 2 and argv[0] == "release":
         result = release(argv[1])
+    elif len(argv) == 7 and argv[0] == "lock":
+        result = lock(argv[1], argv[2], argv[3], argv[4], json.loads(argv[5]), argv[6])
+    elif len(argv) == 4 and argv[0] == "unlock":
+        result = unlock(argv[1], argv[2], argv[3])
     else:
         print(__doc__, file=sys.stderr)
         return 2
