@@ -206,8 +206,8 @@ class Agent:
             argv = argv[:-1]
             ident = self.tool(argv, 60)
             transcript += "$ %s\n%s\n" % (" ".join(argv), ident.stdout)
-        driver_cmd = self.commands.get("driver_version") or ["modinfo", "-F", "version", self.spec.driver_module]
-        driver = self.tool(list(driver_cmd), 60)
+        driver_cmd = self._driver_version_argv()
+        driver = self.tool(driver_cmd, 60)
         pi = read_pi_identity(self.spec.devicetree_dir)
         fields: Dict[str, Any] = {"step": "identify", "step_index": index}
         art = self.save("identify-%d.txt" % index, "$ hailortcli --version\n%s\n%s$ %s\n%s"
@@ -530,13 +530,16 @@ class Agent:
         timeout = self.spec.ready_timeout
         state, mismatch = self.readiness(), None
         unbound_since = None  # boot finished, device present, its driver installed, yet not bound: a failed probe
+        installed = False  # asked only while the device is unbound, and no more once modinfo knows the driver
         self.device_failure = False
         while True:
             device = self._device()
             mismatch = self._chip_mismatch(node, device)
             if state["ready"] or mismatch or time.monotonic() - started >= timeout:
                 break  # a wrong chip never gets ready with this stack's driver: say so at once
-            if state["system"] in READY_STATES and device and not state["driver"] and self._driver_installed():
+            unbound = state["system"] in READY_STATES and device and not state["driver"]
+            installed = installed or bool(unbound and self._driver_installed())
+            if unbound and installed:
                 unbound_since = unbound_since or time.monotonic()
                 if time.monotonic() - unbound_since >= min(PROBE_GRACE, timeout / 2):
                     self.device_failure = True  # the device's own failure (a bricked chip), not the node's
@@ -567,10 +570,13 @@ class Agent:
                     chip=self.spec.chip, error=error, device_failure=self.device_failure or None)
         return error
 
+    def _driver_version_argv(self) -> List[str]:
+        """The command that prints the installed PCIe driver's version (modinfo; a test's stand-in)."""
+        return list(self.commands.get("driver_version") or ["modinfo", "-F", "version", self.spec.driver_module])
+
     def _driver_installed(self) -> bool:
         """Whether the stack's PCIe driver module is installed (modinfo knows it)."""
-        argv = self.commands.get("driver_version") or ["modinfo", "-F", "version", self.spec.driver_module]
-        return self.tool(list(argv), 30).returncode == 0
+        return self.tool(self._driver_version_argv(), 30).returncode == 0
 
     def _chip_mismatch(self, node: str, device: Optional[Dict[str, str]]) -> Optional[str]:
         """The one-line error when the chip the inventory (else the stack) names is not the PCI device found."""
