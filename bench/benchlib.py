@@ -86,9 +86,10 @@ def log(msg: str) -> None:
 class BenchFleet:
     """A virtual fleet for one benchmark, brought up through `lab fleet up` and always taken down."""
 
-    def __init__(self, workdir: Path, nodes: int, time_scale: float, env: dict[str, str]):
+    def __init__(self, workdir: Path, nodes: int, time_scale: float, env: dict[str, str], executors: int = 0):
         self.workdir = workdir
         self.nodes = nodes
+        self.executors = executors
         self.time_scale = time_scale
         self.env = env
         self.inventory = workdir / "inventory" / "virtual.yml"  # ../hailo-files is workdir/hailo-files
@@ -96,14 +97,14 @@ class BenchFleet:
 
     def __enter__(self) -> BenchFleet:
         try:  # the same check as `lab fleet up`, before anything is started
-            check_inotify(self.nodes)
+            check_inotify(self.nodes + self.executors)
         except LabError as exc:
             raise SystemExit(f"bench: {exc}") from None
         if (self.root / "fleet.json").exists():
             raise SystemExit(f"a fleet is already up at {self.root}; `LAB_FLEET_DIR={self.root} lab fleet down` first")
         t0 = time.monotonic()
         argv = [LAB, "fleet", "up", "--nodes", str(self.nodes), "--time-scale", str(self.time_scale),
-                "--inventory-file", str(self.inventory)]
+                "--inventory-file", str(self.inventory), "--executors", str(self.executors)]
         try:
             # On a loaded 2-core host 64 nodes may take longer than `fleet up` waits (120 s); asking again
             # for the same fleet keeps the booting nodes and waits once more.
@@ -116,7 +117,8 @@ class BenchFleet:
         except BaseException:
             self.down()
             raise
-        log(f"fleet of {self.nodes} node(s) up at time scale {self.time_scale} in {time.monotonic() - t0:.1f} s")
+        through = f" behind {self.executors} execution node(s)" if self.executors else ""
+        log(f"fleet of {self.nodes} node(s){through} up at time scale {self.time_scale} in {time.monotonic() - t0:.1f} s")
         # Hailo's files beside the inventory (h10-5.3.0 is not in the archive) and the model on the controller
         subprocess.run([LAB, "fleet", "hailo-files", "hailo-files", "--models", "models"], env=self.env,
                        cwd=self.workdir, stdout=subprocess.DEVNULL, check=True)
@@ -161,6 +163,8 @@ class Measured:
     peak_procs: int
     fleet_pss_mib: float | None = None  # peak PSS of every node (its cgroup, nspawn and supervisor)
     fleet_cpu_s: float | None = None  # CPU the nodes used meanwhile
+    executor_pss_mib: float | None = None  # peak PSS of the execution nodes (with --executors)
+    executor_cpu_s: float | None = None  # CPU the execution nodes used meanwhile
     stdout: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -236,24 +240,29 @@ def cpu_ticks(pid: int, children: bool = True) -> int:
     return ticks + (int(fields[13]) + int(fields[14]) if children else 0)
 
 
-def fleet_pids(fleet_dir: Path) -> list[int]:
-    """Every process of every node: what its freezer cgroup holds, plus its nspawn and supervisor."""
+def fleet_pids(fleet_dir: Path, kind: str = "nodes") -> list[int]:
+    """Every process of every node (kind "nodes") or execution node ("executors"): what its freezer cgroup
+    holds, plus its nspawn and supervisor."""
     pids: list[int] = []
-    for nd in sorted((fleet_dir / "nodes").glob("*")):
+    for nd in sorted((fleet_dir / kind).glob("*")):
         try:
             cfg = json.loads((nd / "node.json").read_text())
             if cfg.get("freezer"):
                 pids += [int(p) for p in Path(cfg["freezer"], "cgroup.procs").read_text().split()]
-            for pidfile in ("supervisor.pid", "nspawn.pid"):
+        except (OSError, ValueError):
+            pass
+        for pidfile in ("supervisor.pid", "nspawn.pid"):  # an execution node has no supervisor
+            try:
                 pids.append(int((nd / pidfile).read_text().split()[0]))
-        except (OSError, ValueError, IndexError):
-            continue
+            except (OSError, ValueError, IndexError):
+                pass
     return sorted(set(pids))
 
 
-def fleet_cpu_s(fleet_dir: Path) -> float:
-    """CPU seconds the nodes have used so far (living processes plus what they reaped); only differences matter."""
-    return sum(cpu_ticks(p) for p in fleet_pids(fleet_dir)) / CLK_TCK
+def fleet_cpu_s(fleet_dir: Path, kind: str = "nodes") -> float:
+    """CPU seconds the nodes (or the execution nodes) have used so far (living processes plus what they
+    reaped); only differences matter."""
+    return sum(cpu_ticks(p) for p in fleet_pids(fleet_dir, kind)) / CLK_TCK
 
 
 def _wrapper(argv: list[str]) -> int:
@@ -270,9 +279,10 @@ def _wrapper(argv: list[str]) -> int:
     # Orphans of the measured command (ssh ControlPersist masters) become our children: their CPU counts.
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     me = os.getpid()
-    peak = {"pss": 0, "rss": 0, "procs": 0, "fleet": 0}
+    peak = {"pss": 0, "rss": 0, "procs": 0, "fleet": 0, "executors": 0}
     fleet_dir = Path(args.fleet_dir) if args.fleet_dir else None
     fleet_cpu0 = fleet_cpu_s(fleet_dir) if fleet_dir else None
+    exec_cpu0 = fleet_cpu_s(fleet_dir, "executors") if fleet_dir else None
     stop = threading.Event()
 
     def sample() -> None:
@@ -286,6 +296,9 @@ def _wrapper(argv: list[str]) -> int:
             n += 1
             if fleet_dir and n % 10 == 1:  # the fleet is big and changes slowly: every 10th sample
                 peak["fleet"] = max(peak["fleet"], sum(pss_rss_kib(p)[0] for p in fleet_pids(fleet_dir)))
+            if fleet_dir and n % 5 == 1:  # the few execution nodes grow while a phase runs through them
+                peak["executors"] = max(peak["executors"],
+                                        sum(pss_rss_kib(p)[0] for p in fleet_pids(fleet_dir, "executors")))
 
     with open(args.stdout, "wb") as out:
         t0 = time.monotonic()
@@ -323,7 +336,9 @@ def _wrapper(argv: list[str]) -> int:
               "sys_s": round(sys_, 3), "peak_pss_mib": round(peak["pss"] / 1024, 1),
               "peak_rss_mib": round(peak["rss"] / 1024, 1), "peak_procs": peak["procs"],
               "fleet_pss_mib": round(peak["fleet"] / 1024, 1) if fleet_dir else None,
-              "fleet_cpu_s": round(fleet_cpu_s(fleet_dir) - fleet_cpu0, 2) if fleet_dir else None}
+              "fleet_cpu_s": round(fleet_cpu_s(fleet_dir) - fleet_cpu0, 2) if fleet_dir else None,
+              "executor_pss_mib": round(peak["executors"] / 1024, 1) if fleet_dir else None,
+              "executor_cpu_s": round(fleet_cpu_s(fleet_dir, "executors") - exec_cpu0, 2) if fleet_dir else None}
     Path(args.out).write_text(json.dumps(result))
     return 0
 

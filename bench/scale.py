@@ -6,7 +6,13 @@ campaign wall time and its ratio to 1 node, controller CPU (user+sys of `lab run
 ansible-playbook and its forks, ssh, the ssh masters it leaves behind) and peak memory (PSS of that tree),
 and the fleet's own memory (PSS of every node's processes) and CPU.
 
+`--executors 0,2` repeats all of it on a second fleet whose nodes sit behind 2 execution nodes (`lab fleet up
+--executors 2`: only they reach the nodes, each runs its nodes' phases through `ansible-runner worker`), and
+adds the execution nodes' CPU and peak memory: the controller alone against the same campaigns through
+executors, in one run.
+
     .venv/bin/python bench/scale.py --nodes 1,8,32,64 --time-scale 0.5
+    .venv/bin/python bench/scale.py --nodes 1,64 --runs 10 --time-scale 1.0 --executors 0,2
 """
 
 from __future__ import annotations
@@ -58,18 +64,39 @@ def run_count(n: int, fleet: BenchFleet, scenario: Path, workdir: Path, env: dic
             "nodes_ok": sum(1 for v in samples.values() if v >= 1), "samples": sum(samples.values()),
             "controller_cpu_s": round(m.cpu_s, 2), "controller_user_s": m.user_s, "controller_sys_s": m.sys_s,
             "controller_peak_pss_mib": m.peak_pss_mib, "controller_peak_procs": m.peak_procs,
-            "fleet_pss_mib": m.fleet_pss_mib, "fleet_cpu_s": m.fleet_cpu_s}
+            "fleet_pss_mib": m.fleet_pss_mib, "fleet_cpu_s": m.fleet_cpu_s,
+            "executor_pss_mib": m.executor_pss_mib, "executor_cpu_s": m.executor_cpu_s}
+
+
+def run_counts(fleet: BenchFleet, counts: list[int], variants: dict, scenario: Path, workdir: Path, env: dict,
+               repeats: int, executors: int) -> list[dict]:
+    """Every node count and variant on one provisioned fleet, interleaved; one result each."""
+    results = []
+    for r in range(repeats):
+        for n in (counts if r % 2 == 0 else counts[::-1]):
+            names = list(variants) if (r + counts.index(n)) % 2 == 0 else list(variants)[::-1]
+            for variant in names:  # variants alternate which goes first
+                res = run_count(n, fleet, scenario, workdir, env, tag=f"{variant}-e{executors}-n{n}-r{r}",
+                                variant=variants[variant])
+                res.update(repeat=r, variant=variant, executors=executors)
+                through = f" through {executors} executor(s)" if executors else ""
+                log(f"{variant}, {n} node(s){through}: {res['wall_s']:.1f} s, controller CPU "
+                    f"{res['controller_cpu_s']:.1f} s, execution nodes' CPU {res['executor_cpu_s'] or 0:.1f} s, "
+                    f"{res['nodes_ok']}/{n} ok")
+                results.append(res)
+    return results
 
 
 def summarise(results: list[dict], fleet_nodes: int, cores: int) -> list[dict]:
     """Per variant and node count: medians, the wall's ratio to the variant's smallest count, per-node figures."""
     rows = []
-    for variant in dict.fromkeys(r["variant"] for r in results):
-        rows += _summarise(variant, [r for r in results if r["variant"] == variant], fleet_nodes, cores)
+    for variant, executors in dict.fromkeys((r["variant"], r.get("executors", 0)) for r in results):
+        mine = [r for r in results if r["variant"] == variant and r.get("executors", 0) == executors]
+        rows += _summarise(variant, executors, mine, fleet_nodes, cores)
     return rows
 
 
-def _summarise(variant: str, results: list[dict], fleet_nodes: int, cores: int) -> list[dict]:
+def _summarise(variant: str, executors: int, results: list[dict], fleet_nodes: int, cores: int) -> list[dict]:
     base = median([r["wall_s"] for r in results if r["nodes"] == min(x["nodes"] for x in results)])
     rows = []
     for n in sorted({r["nodes"] for r in results}):
@@ -78,7 +105,8 @@ def _summarise(variant: str, results: list[dict], fleet_nodes: int, cores: int) 
         cpu = median([r["controller_cpu_s"] for r in mine])
         fleet_cpu = median([r["fleet_cpu_s"] for r in mine])
         rows.append({
-            "variant": variant, "nodes": n, "repeats": len(mine), "ok": f"{min(r['nodes_ok'] for r in mine)}/{n}",
+            "variant": variant, "executors": executors, "nodes": n, "repeats": len(mine),
+            "ok": f"{min(r['nodes_ok'] for r in mine)}/{n}",
             "wall_s": round(wall, 1), "vs_1": round(wall / base, 3),
             "phase_s": round(median([r["phase_wall_s"] for r in mine]), 1),
             "ctl_cpu_s": round(cpu, 1), "ctl_cpu_per_node": round(cpu / n, 2),
@@ -88,6 +116,8 @@ def _summarise(variant: str, results: list[dict], fleet_nodes: int, cores: int) 
             "fleet_pss_per_node_mib": round(median([r["fleet_pss_mib"] for r in mine]) / fleet_nodes, 1),
             "node_cpu_s": round(fleet_cpu, 1), "node_cores": round(fleet_cpu / wall, 2),
             "node_busy_pct": round(100 * fleet_cpu / wall / cores, 1),
+            "exec_cpu_s": round(median([r.get("executor_cpu_s") or 0.0 for r in mine]), 1),
+            "exec_pss_mib": round(median([r.get("executor_pss_mib") or 0.0 for r in mine]), 1),
         })
     return rows
 
@@ -99,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=25)
     ap.add_argument("--time-to-run", type=int, default=15)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--executors", default="0",
+                    help="comma-separated execution-node counts: one fleet each (0: the controller reaches the nodes)")
     add_common_args(ap)
     args = ap.parse_args(argv)
     stop_cleanly()
@@ -109,28 +141,23 @@ def main(argv: list[str] | None = None) -> int:
     env = fleet_env()
     where = machine()
     results = []
-    with BenchFleet(workdir, max(counts), args.time_scale, env) as fleet:
-        prov = measure([LAB, "provision", STACK, "--inventory", str(fleet.inventory)], env=env, cwd=workdir,
-                       stdout=workdir / "provision.out", fleet_dir=fleet.root, every=2.0)
-        log(f"provisioned {max(counts)} node(s) in {prov.wall_s:.1f} s (controller CPU {prov.cpu_s:.1f} s)")
-        if prov.rc != 0:
-            raise SystemExit(f"provisioning failed:\n{prov.stdout[-2000:]}")
-        scenario = write_scenario(workdir, args.runs, args.time_to_run)
-        for r in range(args.repeats):
-            for n in (counts if r % 2 == 0 else counts[::-1]):
-                names = list(variants) if (r + counts.index(n)) % 2 == 0 else list(variants)[::-1]
-                for variant in names:  # variants alternate which goes first
-                    res = run_count(n, fleet, scenario, workdir, env, tag=f"{variant}-n{n}-r{r}",
-                                    variant=variants[variant])
-                    res.update(repeat=r, variant=variant)
-                    log(f"{variant}, {n} node(s): {res['wall_s']:.1f} s, "
-                        f"controller CPU {res['controller_cpu_s']:.1f} s, {res['nodes_ok']}/{n} ok")
-                    results.append(res)
+    provisions = {}
+    scenario = write_scenario(workdir, args.runs, args.time_to_run)
+    for executors in sorted({int(c) for c in args.executors.split(",") if c.strip()}):
+        with BenchFleet(workdir, max(counts), args.time_scale, env, executors=executors) as fleet:
+            prov = measure([LAB, "provision", STACK, "--inventory", str(fleet.inventory)], env=env, cwd=workdir,
+                           stdout=workdir / f"provision-e{executors}.out", fleet_dir=fleet.root, every=2.0)
+            log(f"provisioned {max(counts)} node(s) in {prov.wall_s:.1f} s (controller CPU {prov.cpu_s:.1f} s, "
+                f"execution nodes' CPU {prov.executor_cpu_s or 0:.1f} s)")
+            if prov.rc != 0:
+                raise SystemExit(f"provisioning failed:\n{prov.stdout[-2000:]}")
+            provisions[executors] = {"wall_s": prov.wall_s, "cpu_s": prov.cpu_s, "executor_cpu_s": prov.executor_cpu_s}
+            results += run_counts(fleet, counts, variants, scenario, workdir, env, args.repeats, executors)
     rows = summarise(results, max(counts), where["cores"])
     if args.json:
         print(json.dumps({"machine": where, "time_scale": args.time_scale, "runs": args.runs,
                           "variants": {k: str(v or PROJECT) for k, v in variants.items()},
-                          "provision": {"wall_s": prov.wall_s, "cpu_s": prov.cpu_s}, "summary": rows,
+                          "provision": provisions, "summary": rows,
                           "results": results}, indent=2))
         return 0
     print(f"# soak: identify, {args.runs} x {args.time_to_run} s benchmarks, logs; time scale {args.time_scale}; "
