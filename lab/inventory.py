@@ -69,6 +69,8 @@ class Host:
     vars: dict[str, Any] = field(default_factory=dict)
     # the execution node this node is reached through (its `lab_executor`); its vars are as that host sees them
     via: Host | None = field(default=None, repr=False, compare=False)
+    # names of the variables kept from `vars` because they hold a credential (become passwords, vaulted values)
+    withheld: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def executor(self) -> str | None:
@@ -160,7 +162,8 @@ def load(name_or_path: str) -> Inventory:
                 and not isinstance(v, EncryptedString)}
         if POWER_VAR in hv:
             keep[POWER_VAR] = _template_power(loader, secrets, hv, host.name, path)
-        hosts[host.name] = Host(host.name, str(hv.get("ansible_host", host.name)), keep)
+        withheld = tuple(sorted(str(k) for k in hv if k not in keep and k != POWER_VAR))
+        hosts[host.name] = Host(host.name, str(hv.get("ansible_host", host.name)), keep, withheld=withheld)
     executors = _split_executors(manager, hosts, path)
     if not hosts:
         raise InventoryError("the inventory has no hosts", str(path), "add hosts, e.g. under all: hosts:")

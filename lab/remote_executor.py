@@ -30,9 +30,10 @@ from lab.engine.state import NodeResult
 from lab.errors import ConfigError, PlaybookError, WorkerLostError
 from lab.executor import AnsibleExecutor
 from lab.inventory import EXECUTOR_VAR, EXECUTORS_GROUP, POWER_VAR, Host, Inventory, Secret
-from lab.ssh import EXECUTOR_CONTROL_DIR, run_remote, runner_argv, runner_bindir, worker_argv
+from lab.ssh import EXECUTOR_CONTROL_DIR, run_remote, runner_argv, runner_bindir, stale_workers_cleanup, worker_argv
 
-RUNNER_DIR = "/var/tmp/lab-runner"  # workers' private data dirs on an executor (removed by `--delete`)
+RUNNER_DIR = "/var/tmp/lab-runner"  # workers' private data dirs on an executor (removed by `--delete`; a dead
+# worker's by the next check_executor)
 CACHE_DIR = ".cache/lab/files"  # controller files on an executor, under its login user's home, by sha256
 KEEPALIVE_SECONDS = 15  # the worker's keepalive when ansible-playbook is silent
 IDLE_TIMEOUT = 60.0  # no byte for this long (4 keepalives missed): the executor is lost
@@ -216,8 +217,9 @@ def check_executor(executor: Host, timeout: float = 30.0) -> str:
         runner = check_worker(runner_argv(executor), where, timeout=timeout)
     except PlaybookError as exc:
         raise ConfigError(exc.what, exc.where, exc.hint) from None
+    # also removes what workers that died left behind (ssh.stale_workers_cleanup)
     script = (f'cd && mkdir -p {EXECUTOR_CONTROL_DIR.removeprefix("~/")} {CACHE_DIR} && '
-              f'PATH="${{1:+$1:}}$PATH" exec ansible-playbook --version')
+              f'{{ {stale_workers_cleanup(RUNNER_DIR)}; }} && PATH="${{1:+$1:}}$PATH" exec ansible-playbook --version')
     try:
         done = run_remote(executor, ["sh", "-c", script, "sh", runner_bindir(executor)], timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -241,8 +243,23 @@ def executors_of(hosts: list[Host]) -> dict[str, Host]:
     return {h.via.name: h.via for h in hosts if h.via is not None}
 
 
-def check_executors(hosts: list[Host]) -> dict[str, str]:
-    """check_executor for every executor these nodes use; the first that fails raises (one line, exit 2)."""
+def check_credentials(hosts: list[Host], inventory: str | None = None) -> None:
+    """A node behind an execution node whose inventory holds a credential (a become password, a vaulted
+    value) is a one-line ConfigError: credentials never travel to an executor (its worker's inventory has
+    none), and Ansible there would fail later with "Missing sudo password"."""
+    for host in hosts:
+        if host.via is not None and host.withheld:
+            raise ConfigError(f"host {host.name} is reached through execution node {host.via.name}, but its "
+                              f"{', '.join(host.withheld)} would stay on the controller (credentials never travel "
+                              f"to an executor)", inventory,
+                              f"give {host.name}'s login user passwordless sudo (a Pi's default) and drop the "
+                              f"variable, or run {host.name} from the controller (no lab_executor)")
+
+
+def check_executors(hosts: list[Host], inventory: str | None = None) -> dict[str, str]:
+    """check_credentials, then check_executor for every executor these nodes use; the first that fails raises
+    (one line, exit 2)."""
+    check_credentials(hosts, inventory)
     return {name: check_executor(executor) for name, executor in executors_of(hosts).items()}
 
 
@@ -261,7 +278,7 @@ class StreamingExecutor(AnsibleExecutor):
     def prepare(self, plan: Plan, campaign: str, nodes: list[str]) -> dict[str, NodeResult]:
         """Check every executor the nodes use first: a missing or unusable worker stops the campaign here,
         before the store holds anything (ConfigError, exit 2)."""
-        check_executors([plan.inventory.hosts[n] for n in nodes if n in plan.inventory.hosts])
+        check_executors([plan.inventory.hosts[n] for n in nodes if n in plan.inventory.hosts], str(plan.inventory.source))
         return super().prepare(plan, campaign, nodes)
 
     def play(self, playbook: str, inventory: Inventory, nodes: list[str], extravars: dict) -> PlaybookResult:

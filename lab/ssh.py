@@ -92,22 +92,40 @@ def runner_bindir(executor: Host) -> str:
     return runner.rsplit("/", 1)[0] if "/" in runner else ""
 
 
-def _runner_command(executor: Host, args: list[str]) -> str:
-    """The executor's ansible-runner with `args`, as one command line for its shell (the runner's folder first
-    on PATH, so a venv's runner starts that venv's ansible-playbook)."""
+def _runner_command(executor: Host, args: list[str], wrapper: list[str] | None = None) -> str:
+    """The executor's ansible-runner with `args` (started by `wrapper`, if any), as one command line for its
+    shell (the runner's folder first on PATH, so a venv's runner starts that venv's ansible-playbook)."""
     runner = str(executor.vars.get("lab_runner") or "ansible-runner")
     bindir = runner_bindir(executor)
     prefix = f'PATH={shlex.quote(bindir)}:"$PATH" ' if bindir else ""
-    return prefix + shlex.join([runner, *args])
+    return prefix + shlex.join([*(wrapper or []), runner, *args])
 
 
 def worker_argv(executor: Host, private_data_dir: str, keepalive_seconds: int) -> list[str]:
     """`ssh -T EXECUTOR -- ansible-runner worker ...`: an ansible-runner worker on an execution node, reading its
     job on stdin, removing its private data dir before and after, sending a keepalive when idle. Its own
-    connection (no master): a master that died would take the phase with it."""
-    argv = ssh_argv(executor, _runner_command(executor, ["worker", "--private-data-dir", private_data_dir, "--delete",
-                                                         "--keepalive-seconds", str(keepalive_seconds)]))
+    connection (no master): a master that died would take the phase with it.
+
+    The worker runs under `flock` on PRIVATE_DATA_DIR.lock, removed when it ends: a worker that never ended
+    (its executor lost power, its sshd was killed) leaves a lock nobody holds, which is how
+    `stale_workers_cleanup` tells its directory from a running one of another controller's."""
+    lock = private_data_dir + ".lock"
+    worker = _runner_command(executor, ["worker", "--private-data-dir", private_data_dir, "--delete",
+                                        "--keepalive-seconds", str(keepalive_seconds)], wrapper=["flock", "-o", lock])
+    line = (f"mkdir -p {shlex.quote(str(Path(private_data_dir).parent))} && {{ {worker}; rc=$?; "
+            f"rm -f -- {shlex.quote(lock)}; exit $rc; }}")
+    argv = ssh_argv(executor, line)
     return [argv[0], "-T", *argv[1:]]
+
+
+def stale_workers_cleanup(folder: str) -> str:
+    """A shell line removing every worker directory under `folder` whose lock nobody holds (its worker died
+    without `--delete`), and that lock. A running worker holds its lock, whichever controller started it.
+    `ansible-runner worker cleanup` is not used: it tells a running job only by a `pid` file a worker never
+    writes, and by a grace period a phase longer than it outlives."""
+    q = shlex.quote(folder)
+    return (f'for l in {q}/*.lock; do [ -e "$l" ] || continue; '
+            f'flock -n "$l" rm -rf -- "${{l%.lock}}" "$l" || true; done')
 
 
 def runner_argv(executor: Host) -> list[str]:

@@ -37,7 +37,8 @@ def run(
     plan = plan_campaign(scenario, inventory, limit)
     if name is not None:
         check_campaign_name(name)  # before the database is opened: a refused run writes nothing
-    check_executors(plan.hosts)  # an execution node without a usable ansible-runner: one line, exit 2, nothing opened
+    # an execution node without a usable ansible-runner, or credentials it would need: one line, exit 2, nothing opened
+    check_executors(plan.hosts, str(plan.inventory.source))
     engine = open_database(db)
     command = shlex.join(["lab", *sys.argv[1:]]) if sys.argv else "lab run"
     with Progress([h.name for h in plan.hosts]) as progress:
@@ -101,7 +102,7 @@ def provision(
     inv = load(inventory)
     hosts = inv.select(limit)
     installs = installs_for(pinned, hosts, str(inv.source))  # a stack no source provides stops here
-    check_executors(hosts)
+    check_executors(hosts, str(inv.source))
     result = StreamingExecutor().play("provision.yml", inv, [h.name for h in hosts],
                                       {"lab_stack": pinned.model_dump(mode="json"), "lab_installs": installs,
                                        "lab_clean": clean})

@@ -59,10 +59,17 @@ def _check_executors(inventory: str) -> int:
     """Ask every execution node of the inventory for its ansible-runner and ansible-playbook (over SSH): one line
     each, OK or the error and its fix; returns how many failed."""
     from lab.inventory import load
-    from lab.remote_executor import check_executor
+    from lab.remote_executor import check_credentials, check_executor
 
     bad = 0
-    for name, executor in load(inventory).executors.items():
+    inv = load(inventory)
+    for host in inv.hosts.values():
+        try:
+            check_credentials([host], str(inv.source))
+        except ConfigError as exc:
+            bad += 1
+            print(f"lab: error: {exc}", file=sys.stderr)
+    for name, executor in inv.executors.items():
         try:
             said = check_executor(executor)
         except ConfigError as exc:

@@ -184,3 +184,6 @@ def test_an_executor_killed_mid_phase_loses_its_own_runs_only_and_resume_collect
     assert {n: now[n][1:] for n in exec2_nodes} == {n: ("infra_error", after[n][2], runs) for n in exec2_nodes}
     with Session(create_engine(db)) as s:  # the runs keep their executor
         assert {r.node: r.executor for r in s.scalars(select(Run))} == {n: racks.executor_of(n) for n in after}
+    # the worker that died with exec2 left its private data dir; resume's executor check removed it
+    left = ssh_cmd(racks, racks.executors()["exec2"], "ls -A /var/tmp/lab-runner", timeout=20)
+    assert left.returncode == 0 and left.stdout.split() == [], left.stdout + left.stderr

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ from lab.inventory import Host, Secret, load
 from lab import remote_executor
 from lab.remote_executor import (StreamingExecutor, cache_path, controller_files, executor_extravars, file_digest,
                                  job_timeout, rewrite_files, subset_inventory, travelling_vars)
-from lab.ssh import Masters, run_on_hosts, ssh_argv, via_argv, worker_argv
+from lab.ssh import Masters, run_on_hosts, ssh_argv, stale_workers_cleanup, via_argv, worker_argv
 
 RACK = """\
 all:
@@ -237,10 +238,35 @@ def test_the_inner_ssh_uses_the_nodes_own_options_and_the_outer_the_executors(ra
 def test_the_worker_command_and_a_venv_runner(rack):
     argv = worker_argv(rack.executors["exec2"], "/var/tmp/lab-runner/phase-1", 15)
     assert argv[:2] == ["ssh", "-T"] and argv[-2] == "127.77.182.202"
-    assert argv[-1] == ("PATH='/opt/lab runner/bin':\"$PATH\" '/opt/lab runner/bin/ansible-runner' worker "
-                        "--private-data-dir /var/tmp/lab-runner/phase-1 --delete --keepalive-seconds 15")
-    assert worker_argv(rack.executors["exec1"], "/d", 15)[-1] == (
-        "ansible-runner worker --private-data-dir /d --delete --keepalive-seconds 15")
+    assert argv[-1] == ("mkdir -p /var/tmp/lab-runner && { PATH='/opt/lab runner/bin':\"$PATH\" flock -o "
+                        "/var/tmp/lab-runner/phase-1.lock '/opt/lab runner/bin/ansible-runner' worker "
+                        "--private-data-dir /var/tmp/lab-runner/phase-1 --delete --keepalive-seconds 15; rc=$?; "
+                        "rm -f -- /var/tmp/lab-runner/phase-1.lock; exit $rc; }")
+    assert worker_argv(rack.executors["exec1"], "/x/d", 15)[-1] == (
+        "mkdir -p /x && { flock -o /x/d.lock ansible-runner worker --private-data-dir /x/d --delete "
+        "--keepalive-seconds 15; rc=$?; rm -f -- /x/d.lock; exit $rc; }")
+
+
+def test_a_dead_workers_directory_is_removed_and_a_running_ones_is_kept(tmp_path):
+    """The cleanup line run in a real shell with util-linux's flock: a lock someone holds keeps its directory."""
+    runner = tmp_path / "lab-runner"
+    for job in ("dead", "running"):
+        (runner / job / "artifacts").mkdir(parents=True)
+        (runner / f"{job}.lock").touch()
+    (runner / "no-lock").mkdir()  # not a worker's (no lock): left alone
+    holder = subprocess.Popen(["flock", str(runner / "running.lock"), "sleep", "30"])
+    try:
+        for _ in range(100):  # until flock holds it
+            if subprocess.run(["flock", "-n", str(runner / "running.lock"), "true"]).returncode != 0:
+                break
+            time.sleep(0.05)
+        done = subprocess.run(["sh", "-c", stale_workers_cleanup(str(runner))], capture_output=True, text=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in runner.iterdir()) == ["no-lock", "running", "running.lock"]
+    assert subprocess.run(["sh", "-c", stale_workers_cleanup(str(tmp_path / "none"))]).returncode == 0
 
 
 def test_lab_exec_and_nodes_reach_a_node_through_its_executor(rack, fake_ssh):
@@ -334,6 +360,31 @@ def test_an_executor_without_ansible_runner_stops_the_campaign_before_anything_i
     assert err.startswith("lab: error: executor exec1: no ansible-runner worker answered (exit 127; ")
     assert "install ansible-runner" in err and "on executor exec1" in err
     assert not (tmp_path / "lab.db").exists()
+
+
+def test_a_credential_of_a_node_behind_an_executor_is_one_line_before_anything(tmp_path, monkeypatch, fake_ssh,
+                                                                              capsys):
+    """A become password stays on the controller: a node that needs one cannot run through an executor."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "rack.yml"
+    path.write_text(RACK.replace("node3: {ansible_host: 127.77.182.3}",
+                                 "node3: {ansible_host: 127.77.182.3, ansible_become_password: s3cret}"))
+    inv = load(str(path))
+    assert inv.hosts["node3"].withheld == ("ansible_become_password",) and inv.hosts["node2"].withheld == ()
+    (tmp_path / "s.yaml").write_text(SCENARIO)
+    code = main(["run", str(tmp_path / "s.yaml"), "--inventory", str(path), "--db", f"sqlite:///{tmp_path}/lab.db"])
+    err = capsys.readouterr().err
+    assert code == 2 and err == (
+        "lab: error: host node3 is reached through execution node exec2, but its ansible_become_password would stay "
+        f"on the controller (credentials never travel to an executor), {path}, give node3's login user passwordless "
+        "sudo (a Pi's default) and drop the variable, or run node3 from the controller (no lab_executor)\n")
+    assert "s3cret" not in err and not (tmp_path / "lab.db").exists()
+    assert main(["check", "--inventory", str(path)]) == 2
+    assert "host node3 is reached through execution node exec2" in capsys.readouterr().err
+    # the same variable on a node the controller reaches itself is Ansible's to use: no error
+    path.write_text(RACK.replace("node4: {ansible_host: 127.77.182.4}",
+                                 "node4: {ansible_host: 127.77.182.4, ansible_become_password: s3cret}"))
+    remote_executor.check_credentials(load(str(path)).select(), str(path))
 
 
 def test_lab_check_asks_every_executor(rack, fake_ssh, capsys):
