@@ -278,7 +278,8 @@ class StreamingExecutor(AnsibleExecutor):
     def prepare(self, plan: Plan, campaign: str, nodes: list[str]) -> dict[str, NodeResult]:
         """Check every executor the nodes use first: a missing or unusable worker stops the campaign here,
         before the store holds anything (ConfigError, exit 2)."""
-        check_executors([plan.inventory.hosts[n] for n in nodes if n in plan.inventory.hosts], str(plan.inventory.source))
+        check_executors([plan.inventory.hosts[n] for n in nodes if n in plan.inventory.hosts],
+                        str(plan.inventory.source))
         return super().prepare(plan, campaign, nodes)
 
     def play(self, playbook: str, inventory: Inventory, nodes: list[str], extravars: dict) -> PlaybookResult:
