@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -35,7 +36,7 @@ def write_scenario(workdir: Path, runs: int, time_to_run: int) -> Path:
     """The soak without its reboot: identify, `runs` back-to-back benchmarks, then the logs and temperatures."""
     (workdir / "stacks").unlink(missing_ok=True)
     (workdir / "stacks").symlink_to(PROJECT / "stacks")
-    path = workdir / f"scale-soak-{runs}.yaml"
+    path = workdir / f"scale-soak-{runs}x{time_to_run}.yaml"
     path.write_text(yaml.safe_dump({
         "name": "scale_soak", "description": f"identify, {runs} back-to-back benchmarks, logs",
         "matrix": {"stacks": [STACK], "repeats": 1},
@@ -66,6 +67,23 @@ def run_count(n: int, fleet: BenchFleet, scenario: Path, workdir: Path, env: dic
             "controller_peak_pss_mib": m.peak_pss_mib, "controller_peak_procs": m.peak_procs,
             "fleet_pss_mib": m.fleet_pss_mib, "fleet_cpu_s": m.fleet_cpu_s,
             "executor_pss_mib": m.executor_pss_mib, "executor_cpu_s": m.executor_cpu_s}
+
+
+def warm_up(fleet: BenchFleet, variants: dict, workdir: Path, env: dict, executors: int) -> None:
+    """One short campaign per variant on every node, not measured: each variant's agent and the model are on
+    every node before the measured campaigns, as in a lab that runs one version. (Otherwise the first measured
+    campaign at a node count copies them to the nodes the smaller counts never used, and the order of the
+    variants decides which one pays for it.)"""
+    scenario = write_scenario(workdir, 1, 1)
+    for variant, folder in variants.items():
+        lab, lab_env = lab_argv(folder, env)
+        tag = f"warmup-{variant}-e{executors}"
+        done = subprocess.run([*lab, "run", str(scenario), "--inventory", str(fleet.inventory), "--db",
+                               f"sqlite:///{workdir / (tag + '.db')}", "--name", tag], env=lab_env, cwd=workdir,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            raise SystemExit(f"the warm-up campaign of {variant} failed:\n{done.stdout.decode(errors='replace')[-2000:]}")
+        log(f"warm-up: {variant}'s agent and the model on all {fleet.nodes} node(s)")
 
 
 def run_counts(fleet: BenchFleet, counts: list[int], variants: dict, scenario: Path, workdir: Path, env: dict,
@@ -152,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             if prov.rc != 0:
                 raise SystemExit(f"provisioning failed:\n{prov.stdout[-2000:]}")
             provisions[executors] = {"wall_s": prov.wall_s, "cpu_s": prov.cpu_s, "executor_cpu_s": prov.executor_cpu_s}
+            warm_up(fleet, variants, workdir, env, executors)
             results += run_counts(fleet, counts, variants, scenario, workdir, env, args.repeats, executors)
     rows = summarise(results, max(counts), where["cores"])
     if args.json:
