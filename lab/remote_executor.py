@@ -33,7 +33,7 @@ from lab.inventory import EXECUTOR_VAR, EXECUTORS_GROUP, POWER_VAR, Host, Invent
 from lab.ssh import EXECUTOR_CONTROL_DIR, run_remote, runner_argv, runner_bindir, stale_workers_cleanup, worker_argv
 
 RUNNER_DIR = "/var/tmp/lab-runner"  # workers' private data dirs on an executor (removed by `--delete`; a dead
-# worker's by the next check_executor)
+# worker's by the next check_executor or release: tidy_executor)
 CACHE_DIR = ".cache/lab/files"  # controller files on an executor, under its login user's home, by sha256
 KEEPALIVE_SECONDS = 15  # the worker's keepalive when ansible-playbook is silent
 IDLE_TIMEOUT = 60.0  # no byte for this long (4 keepalives missed): the executor is lost
@@ -238,6 +238,16 @@ def check_executor(executor: Host, timeout: float = 30.0) -> str:
     return f"ansible-runner {runner}, ansible-core {version}"
 
 
+def tidy_executor(executor: Host, timeout: float = 30.0) -> bool:
+    """Remove what dead workers left on an execution node (ssh.stale_workers_cleanup); best effort: False when it
+    does not answer (the next check of it tries again)."""
+    try:
+        done = run_remote(executor, ["sh", "-c", stale_workers_cleanup(RUNNER_DIR)], timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0
+
+
 def executors_of(hosts: list[Host]) -> dict[str, Host]:
     """The execution nodes these nodes are reached through, by name, in first-seen order."""
     return {h.via.name: h.via for h in hosts if h.via is not None}
@@ -281,6 +291,15 @@ class StreamingExecutor(AnsibleExecutor):
         check_executors([plan.inventory.hosts[n] for n in nodes if n in plan.inventory.hosts],
                         str(plan.inventory.source))
         return super().prepare(plan, campaign, nodes)
+
+    def release(self, plan: Plan, campaign: str, nodes: list[str]) -> None:
+        """Release the nodes, then remove what dead workers left on their execution nodes (a campaign that lost
+        an executor is released by `lab resume` once it is back, which is when its dead worker's folder goes)."""
+        try:
+            super().release(plan, campaign, nodes)
+        finally:
+            for executor in executors_of([plan.inventory.hosts[n] for n in nodes if n in plan.inventory.hosts]).values():
+                tidy_executor(executor)
 
     def play(self, playbook: str, inventory: Inventory, nodes: list[str], extravars: dict) -> PlaybookResult:
         groups: dict[str | None, list[str]] = {}

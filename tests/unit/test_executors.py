@@ -435,6 +435,24 @@ def racks_plan(tmp_path, monkeypatch):
     return plan_campaign(tmp_path / "soak.yaml", str(tmp_path / "rack.yml"))
 
 
+def test_release_tidies_each_executor_of_the_released_nodes_once_even_when_the_playbook_fails(racks_plan, monkeypatch):
+    from lab.executor import AnsibleExecutor
+
+    tidied, released = [], []
+
+    def release(self, plan, campaign, nodes):
+        released.append(list(nodes))
+        raise RuntimeError("release.yml failed")
+
+    monkeypatch.setattr(AnsibleExecutor, "release", release)
+    monkeypatch.setattr(remote_executor, "tidy_executor", lambda executor: tidied.append(executor.name) or True)
+    with pytest.raises(RuntimeError):
+        StreamingExecutor().release(racks_plan, "c1", racks_plan.nodes)
+    assert released == [racks_plan.nodes]
+    assert sorted(tidied) == sorted({racks_plan.inventory.hosts[n].executor for n in racks_plan.nodes} - {None})
+    assert tidied and len(tidied) == len(set(tidied))
+
+
 def ports(fleet: MemoryFleet, store: MemoryStore) -> Ports:
     return Ports(fleet, fleet.open_files, store, fleet.power_for)
 
