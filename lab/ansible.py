@@ -399,7 +399,10 @@ def check_worker(runner: Sequence[str], where: str, timeout: float = 30.0,
     try:
         done = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout,
                               env={**os.environ, **(env or {})}, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except subprocess.TimeoutExpired:
+        raise PlaybookError(f"{where}: its ansible-runner did not answer within {timeout:.0f} s", None,
+                            f"check that {where} is up and not overloaded (ssh to it), then run again") from None
+    except OSError as exc:
         raise PlaybookError(f"{where}: cannot ask its ansible-runner: {exc}", None, hint) from exc
     try:
         info = yaml.safe_load(done.stdout.decode(errors="replace"))

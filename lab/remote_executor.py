@@ -207,7 +207,7 @@ def _said(done: subprocess.CompletedProcess) -> str:
 
 # ---- before a campaign ----------------------------------------------------------------------------
 
-def check_executor(executor: Host, timeout: float = 30.0) -> str:
+def check_executor(executor: Host, timeout: float = 60.0) -> str:
     """Ask an execution node for its ansible-runner worker (the controller's major.minor) and its
     ansible-playbook (ansible-core >= 2.17), and make its folder for lab's SSH masters. Returns
     "ansible-runner V, ansible-core V"; a missing or unusable one is a ConfigError naming the executor and

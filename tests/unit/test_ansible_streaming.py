@@ -268,3 +268,11 @@ def test_check_worker_names_a_missing_ansible_runner(tmp_path):
         check_worker(runner, "executor rack1")
     with pytest.raises(PlaybookError, match="^executor rack1: cannot ask its ansible-runner: "):
         check_worker(["/nonexistent/ansible-runner"], "executor rack1")
+
+
+def test_check_worker_names_an_executor_that_does_not_answer_in_time(tmp_path):
+    runner = fake_runner(tmp_path, "exec sleep 30")
+    with pytest.raises(PlaybookError) as err:
+        check_worker(runner, "executor rack1", timeout=1.0)
+    assert err.value.what == "executor rack1: its ansible-runner did not answer within 1 s"
+    assert err.value.hint == "check that executor rack1 is up and not overloaded (ssh to it), then run again"
