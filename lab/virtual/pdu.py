@@ -30,7 +30,7 @@ PDU_PORT = 16521
 PDU_HOST = 254  # last octet of the PDU's address in the fleet's network (nodes are 1..250)
 CONF_FILE = "pdudaemon.conf"
 LOG_FILE = "pdudaemon.log"
-START_TIMEOUT = 20.0
+START_TIMEOUT = 60.0  # Python with aiohttp: a few seconds idle, past 20 s on a 2-core host under a 64-node load
 STOP_TIMEOUT = 10.0
 
 
