@@ -248,6 +248,11 @@ def tidy_executor(executor: Host, timeout: float = 30.0) -> bool:
     return done.returncode == 0
 
 
+def _hosts(plan: Plan, nodes: list[str]) -> list[Host]:
+    """The inventory's hosts of these nodes, in their order."""
+    return [plan.inventory.hosts[n] for n in nodes if n in plan.inventory.hosts]
+
+
 def executors_of(hosts: list[Host]) -> dict[str, Host]:
     """The execution nodes these nodes are reached through, by name, in first-seen order."""
     return {h.via.name: h.via for h in hosts if h.via is not None}
@@ -288,8 +293,7 @@ class StreamingExecutor(AnsibleExecutor):
     def prepare(self, plan: Plan, campaign: str, nodes: list[str]) -> dict[str, NodeResult]:
         """Check every executor the nodes use first: a missing or unusable worker stops the campaign here,
         before the store holds anything (ConfigError, exit 2)."""
-        check_executors([plan.inventory.hosts[n] for n in nodes if n in plan.inventory.hosts],
-                        str(plan.inventory.source))
+        check_executors(_hosts(plan, nodes), str(plan.inventory.source))
         return super().prepare(plan, campaign, nodes)
 
     def release(self, plan: Plan, campaign: str, nodes: list[str]) -> None:
@@ -298,7 +302,7 @@ class StreamingExecutor(AnsibleExecutor):
         try:
             super().release(plan, campaign, nodes)
         finally:
-            for executor in executors_of([plan.inventory.hosts[n] for n in nodes if n in plan.inventory.hosts]).values():
+            for executor in executors_of(_hosts(plan, nodes)).values():
                 tidy_executor(executor)
 
     def play(self, playbook: str, inventory: Inventory, nodes: list[str], extravars: dict) -> PlaybookResult:
